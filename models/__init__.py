@@ -1,0 +1,9 @@
+"""The data model shared by the API and the workers: tables, the job specification, the database session."""
+
+from models.api_key import ApiKey
+from models.base import Base
+from models.image import Image, ImageStatus
+from models.job import Job
+from models.worker_record import WorkerRecord
+
+__all__ = ["ApiKey", "Base", "Image", "ImageStatus", "Job", "WorkerRecord"]

@@ -1,0 +1,164 @@
+"""The models a farm can serve: named diffusers folders and single-file checkpoints on disk.
+
+A model is registered by being in the models directory (a diffusers folder or a
+`.safetensors` file, optionally with a `<name>.sdfarm.json` file of defaults beside it),
+or by `SDFARM_MODEL` naming a path. Two are built in: `shapes`, the demo model that
+ships with sdfarm, and `tiny`, the random tiny model (built on first use).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.samplers import DEFAULT_SAMPLER
+
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+SHAPES_MODEL_DIR = Path(__file__).resolve().parent.parent / "worker" / "demo_model" / "weights" / "shapes-64"
+DEFAULTS_SUFFIX = ".sdfarm.json"
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """What a job gets for the parameters it leaves out."""
+
+    width: int = 512
+    height: int = 512
+    steps: int = 25
+    sampler: str = DEFAULT_SAMPLER
+    guidance_scale: float = 7.5
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One servable model: where its weights are and what it defaults to."""
+
+    name: str
+    path: Path
+    kind: str  # "diffusers" (a folder) or "single_file" (a .safetensors checkpoint)
+    defaults: ModelDefaults = field(default_factory=ModelDefaults)
+    builtin: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description for the API and the CLI."""
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "kind": self.kind,
+            "builtin": self.builtin,
+            "defaults": asdict(self.defaults),
+        }
+
+
+class UnknownModelError(LookupError):
+    """Raised for a model name that is not in the catalog."""
+
+
+class ModelCatalog:
+    """Looks models up by name; cheap to build, reads only small config files."""
+
+    def __init__(self, models_dir: Path, default_model: str | None = None, tiny_model_dir: Path | None = None):
+        self.models_dir = models_dir
+        self.tiny_model_dir = tiny_model_dir or models_dir / "tiny"
+        self._configured_default = default_model
+
+    def entries(self) -> dict[str, ModelEntry]:
+        """Every model by name: built-ins, then the models directory, then an explicit SDFARM_MODEL path."""
+        found: dict[str, ModelEntry] = {}
+        if (SHAPES_MODEL_DIR / "model_index.json").is_file():
+            found["shapes"] = _entry_for("shapes", SHAPES_MODEL_DIR, builtin=True)
+        found["tiny"] = ModelEntry("tiny", self.tiny_model_dir, "diffusers", ModelDefaults(64, 64, 20), builtin=True)
+        if self.models_dir.is_dir():
+            for path in sorted(self.models_dir.iterdir()):
+                name = path.stem if path.suffix == ".safetensors" else path.name
+                if path == self.tiny_model_dir or not MODEL_NAME.match(name):
+                    continue
+                if (path / "model_index.json").is_file() or path.suffix == ".safetensors":
+                    found[name] = _entry_for(name, path)
+        configured = self._configured_default
+        if configured and configured not in found:
+            path = Path(configured).expanduser()
+            if path.exists():
+                name = path.stem if path.suffix == ".safetensors" else path.name
+                found[name] = _entry_for(name, path.resolve())
+        return found
+
+    @property
+    def default_name(self) -> str:
+        """The model a job gets when it names none."""
+        configured = self._configured_default
+        if configured:
+            path = Path(configured).expanduser()
+            if path.exists():
+                return path.stem if path.suffix == ".safetensors" else path.name
+            return configured
+        return "shapes" if (SHAPES_MODEL_DIR / "model_index.json").is_file() else "tiny"
+
+    def get(self, name: str | None) -> ModelEntry:
+        """The entry for `name` (the default model when None); raises UnknownModelError."""
+        name = name or self.default_name
+        entry = self.entries().get(name)
+        if entry is None:
+            raise UnknownModelError(name)
+        return entry
+
+
+def _entry_for(name: str, path: Path, builtin: bool = False) -> ModelEntry:
+    kind = "single_file" if path.suffix == ".safetensors" else "diffusers"
+    return ModelEntry(name, path, kind, _read_defaults(path, kind), builtin)
+
+
+def _read_defaults(path: Path, kind: str) -> ModelDefaults:
+    """Defaults from a `.sdfarm.json` beside the weights, else the native size from the UNet config."""
+    values: dict[str, Any] = {}
+    if kind == "diffusers":
+        unet_config = path / "unet" / "config.json"
+        if unet_config.is_file():
+            sample_size = json.loads(unet_config.read_text()).get("sample_size")
+            if isinstance(sample_size, int):
+                values["width"] = values["height"] = sample_size * 8
+    sidecar = path.with_name(path.name + DEFAULTS_SUFFIX) if kind == "single_file" else path / "sdfarm.json"
+    if sidecar.is_file():
+        overrides = json.loads(sidecar.read_text())
+        values.update({k: v for k, v in overrides.items() if k in ModelDefaults.__dataclass_fields__})
+    return ModelDefaults(**values)
+
+
+_hash_cache: dict[tuple[str, int, int], str] = {}
+_hash_lock = threading.Lock()
+
+
+def short_hash(path: Path) -> str:
+    """The 10-hex-digit SHA-256 prefix people use to name checkpoints (A1111's "Model hash").
+
+    For a diffusers folder it is the hash of its weight files' hashes in path order, so
+    it changes when any component changes. Results are cached by path, size and mtime.
+    """
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*.safetensors") if p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        key = (str(file), stat.st_size, stat.st_mtime_ns)
+        with _hash_lock:
+            cached = _hash_cache.get(key)
+        if cached is None:
+            cached = _sha256_file(file)
+            with _hash_lock:
+                _hash_cache[key] = cached
+        if len(files) == 1:
+            return cached[:10]
+        digest.update(f"{file.relative_to(path)}:{cached}\n".encode())
+    return digest.hexdigest()[:10]
+
+
+def _sha256_file(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,116 @@
+"""The job specification: what a client may ask for, validated before anything is stored.
+
+Used by the JSON API and by the gallery's form, so both report the same errors.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+
+from models.samplers import find_sampler, sampler_names
+
+MAX_SEED = 2**32 - 1
+MAX_SIDE = 2048
+MIN_SIDE = 64
+
+Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class ItemSpec(BaseModel):
+    """One prompt of a job, with its own negative prompt and seed when given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: Prompt
+    negative_prompt: str | None = None
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+
+
+class LoraSpec(BaseModel):
+    """A LoRA adapter by name from the LoRA directory, with its weight."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    weight: float = Field(default=1.0, ge=-4.0, le=4.0)
+
+
+class JobSpec(BaseModel):
+    """A bulk generation job: `prompts` or `items`, times `num_images`, with common parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompts: list[Prompt] | None = Field(default=None, min_length=1)
+    items: list[ItemSpec] | None = Field(default=None, min_length=1)
+    num_images: int = Field(default=1, ge=1, le=1000, description="Images per prompt.")
+    negative_prompt: str = ""
+    steps: int | None = Field(default=None, ge=1, le=150)
+    guidance_scale: float | None = Field(default=None, ge=0.0, le=30.0)
+    width: int | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE)
+    height: int | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="Image k of the job gets seed + k.")
+    scheduler: str | None = Field(default=None, description="Sampler: an A1111 name such as 'DPM++ 2M Karras' or a short one.")
+    model: str | None = Field(default=None, max_length=200)
+    priority: int = Field(default=5, ge=0, le=9, description="Higher runs first on the same model.")
+    clip_skip: int = Field(default=1, ge=1, le=12)
+    loras: list[LoraSpec] = Field(default_factory=list, max_length=8)
+    strength: float | None = Field(default=None, ge=0.0, le=1.0, description="Image-to-image denoising strength.")
+    init_image: str | None = Field(default=None, description="Base64 or data URL of the init image.")
+    init_image_id: int | None = Field(default=None, ge=1)
+    webhook_url: str | None = Field(default=None, max_length=2000)
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_eight(cls, value: int | None) -> int | None:
+        if value is not None and value % 8:
+            raise ValueError("must be a multiple of 8 (the VAE works on 8x8 pixel blocks)")
+        return value
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_sampler(cls, value: str | None) -> str | None:
+        if value is not None and find_sampler(value) is None:
+            raise ValueError(f"unknown sampler {value!r}; choose one of: {', '.join(sampler_names())}")
+        return value
+
+    @field_validator("prompts", "items")
+    @classmethod
+    def _prompt_length(cls, value: list[Any] | None, info: ValidationInfo) -> list[Any] | None:
+        limit = (info.context or {}).get("max_prompt_chars", 2000)
+        for position, entry in enumerate(value or []):
+            text = entry if isinstance(entry, str) else entry.prompt
+            if len(text) > limit:
+                raise ValueError(f"prompt {position} is {len(text)} characters; the limit is {limit}")
+        return value
+
+    @field_validator("negative_prompt")
+    @classmethod
+    def _negative_length(cls, value: str, info: ValidationInfo) -> str:
+        limit = (info.context or {}).get("max_prompt_chars", 2000)
+        if len(value) > limit:
+            raise ValueError(f"is {len(value)} characters; the limit is {limit}")
+        return value
+
+    @model_validator(mode="after")
+    def _prompts_xor_items(self, info: ValidationInfo) -> Self:
+        if (self.prompts is None) == (self.items is None):
+            raise ValueError("give exactly one of 'prompts' (a list of strings) or 'items' (a list of objects)")
+        if self.init_image is not None and self.init_image_id is not None:
+            raise ValueError("give at most one of 'init_image' and 'init_image_id'")
+        cap = (info.context or {}).get("max_images_per_job")
+        if cap is not None and self.total > cap:
+            raise ValueError(f"this job asks for {self.total} images; the limit per job is {cap}")
+        return self
+
+    @property
+    def total(self) -> int:
+        """Number of images the job asks for."""
+        return len(self.prompts or self.items or []) * self.num_images
+
+    def expanded_items(self) -> list[ItemSpec]:
+        """The prompts as items, in order (before `num_images` is applied)."""
+        if self.items is not None:
+            return self.items
+        return [ItemSpec(prompt=prompt) for prompt in self.prompts or []]

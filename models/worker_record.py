@@ -1,0 +1,31 @@
+"""Heartbeat rows: what each worker says about itself every few seconds."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Float, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, UTCDateTime, utcnow
+
+
+class WorkerRecord(Base):
+    """The last heartbeat of one worker, keyed by its Celery node name (e.g. `gpu0@host`)."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(64))
+    gpu_name: Mapped[str | None] = mapped_column(String(200))
+    gpu_memory_mb: Mapped[int | None] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16), default="starting")
+    current_job_id: Mapped[int | None] = mapped_column(Integer)
+    images_done: Mapped[int] = mapped_column(Integer, default=0)
+    images_per_second: Mapped[float] = mapped_column(Float, default=0.0)
+    model_loads: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

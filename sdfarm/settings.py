@@ -1,0 +1,80 @@
+"""The one typed settings object, read from `SDFARM_*` environment variables at startup."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration shared by the API, the workers and the CLI; see the README's table."""
+
+    model_config = SettingsConfigDict(env_prefix="SDFARM_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./data"), description="Where the SQLite file, objects and built models live.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in the data dir.")
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker.")
+    object_dir: Path | None = Field(default=None, description="Image store root; default <data_dir>/objects.")
+    model: str | None = Field(default=None, description="Default model: a name in the models dir or a path.")
+    models_dir: Path | None = Field(default=None, description="Folder of diffusers folders and .safetensors files.")
+    max_batch: int = Field(default=4, ge=1, le=64, description="Most images in one pipeline call.")
+    max_images_per_job: int = Field(default=10_000, ge=1, description="Cap on images in one job.")
+    max_prompt_chars: int = Field(default=2_000, ge=1)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Largest accepted request body.")
+    lease_seconds: float = Field(default=30.0, gt=0, description="How long a claimed batch is held without renewal.")
+    max_attempts: int = Field(default=3, ge=1, description="Tries per image before it is failed.")
+    batch_soft_time_limit: float = Field(default=600.0, gt=0)
+    batch_hard_time_limit: float = Field(default=660.0, gt=0)
+    heartbeat_seconds: float = Field(default=2.0, gt=0)
+    worker_offline_seconds: float = Field(default=10.0, gt=0)
+    device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
+    cpu_threads: int = Field(default=0, ge=0, description="Torch threads per CPU worker; 0 means all cores.")
+    auth: str = Field(default="auto", description="auto (on unless bound to loopback), on or off.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @field_validator("auth")
+    @classmethod
+    def _known_auth_mode(cls, value: str) -> str:
+        if value not in {"auto", "on", "off"}:
+            raise ValueError("SDFARM_AUTH must be auto, on or off")
+        return value
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'sdfarm.db').resolve()}"
+
+    @cached_property
+    def resolved_object_dir(self) -> Path:
+        """Root of the image store."""
+        return (self.object_dir or self.data_dir / "objects").resolve()
+
+    @cached_property
+    def resolved_models_dir(self) -> Path:
+        """Where named models are looked up."""
+        return (self.models_dir or self.data_dir / "models").resolve()
+
+    def auth_required(self) -> bool:
+        """Whether API keys are enforced: always unless turned off or auto on a loopback bind."""
+        if self.auth == "on":
+            return True
+        if self.auth == "off":
+            return False
+        return not is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses, the only binds where auth may be off."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,144 @@
+"""Per-process state of a worker child: database, store, runner and service, made once.
+
+Celery forks its pool child before any of this exists (no sockets or CUDA state cross
+a fork); the child then loads the pipeline in a background thread, because Celery kills
+a child whose `worker_process_init` takes longer than 4 seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from sqlalchemy import update
+
+from models.catalog import ModelCatalog
+from models.db import make_engine, make_session_factory
+from models.image import Image, ImageStatus
+from models.image_store import LocalImageStore
+from models.queue import RenderQueue
+from sdfarm.settings import Settings
+from worker.heartbeat import Heartbeat
+from worker.runner import PipelineRunner
+from worker.service import RenderService
+from worker.stats import WorkerStats
+
+log = logging.getLogger(__name__)
+
+
+class WorkerContext:
+    """Everything one worker child needs, created after the fork."""
+
+    def __init__(self, settings: Settings, celery_app, worker_name: str, model: str, max_batch: int):
+        self.settings = settings
+        self.worker_name = worker_name
+        self.model = model
+        self.max_batch = max_batch
+        self.engine = make_engine(settings.resolved_database_url)
+        self.sessions = make_session_factory(self.engine)
+        self.store = LocalImageStore(settings.resolved_object_dir)
+        self.queue = RenderQueue(celery_app, settings.redis_url)
+        self.stats = WorkerStats()
+        self.service: RenderService | None = None
+        self.load_error: str | None = None
+        self._ready = threading.Event()
+        self.heartbeat: Heartbeat | None = None
+
+    def start(self, runner_factory=None) -> None:
+        """Begin loading the model in the background and start the heartbeat."""
+        self.stats.loading()
+        threading.Thread(target=self._load, args=(runner_factory,), name="model-loader", daemon=True).start()
+
+    def _load(self, runner_factory) -> None:
+        try:
+            runner = (runner_factory or self._diffusers_runner)()
+            self.service = RenderService(
+                self.sessions,
+                self.store,
+                runner,
+                self.queue,
+                self.stats,
+                self.worker_name,
+                self.max_batch,
+                self.settings.lease_seconds,
+                self.settings.max_attempts,
+            )
+            self.stats.loaded()
+            log.info("worker %s ready: model %s (hash %s) on %s", self.worker_name, self.model, runner.model_hash, runner.device)
+        except Exception as error:
+            self.load_error = f"{type(error).__name__}: {error}"
+            log.critical("worker %s cannot load model %s: %s", self.worker_name, self.model, error)
+            self.stats.state = "error"
+        finally:
+            self.heartbeat = Heartbeat(
+                self.sessions,
+                self.worker_name,
+                self.model,
+                self.stats,
+                self.settings.heartbeat_seconds,
+                device_info(self.service.runner.device if self.service else "cpu"),
+            )
+            self.heartbeat.start()
+            self._ready.set()
+
+    def _diffusers_runner(self) -> PipelineRunner:
+        import torch
+
+        from worker.diffusers_runner import DiffusersRunner
+        from worker.loader import pick_device
+
+        device = pick_device(self.settings.device)
+        if device == "cpu":
+            torch.set_num_threads(self.settings.cpu_threads or os.cpu_count() or 1)
+        catalog = ModelCatalog(self.settings.resolved_models_dir, self.settings.model)
+        runner = DiffusersRunner(catalog.get(self.model), device)
+        self._warm_up(runner)
+        return runner
+
+    @staticmethod
+    def _warm_up(runner) -> None:
+        """One small image, so the first real batch does not pay for lazy initialisation."""
+        from worker.runner import RenderRequest
+
+        request = RenderRequest(["warm-up"], [""], [0], 2, 7.5, 64, 64, "euler")
+        runner.generate(request, lambda _fraction: None)
+
+    def wait_ready(self, timeout: float | None = None) -> RenderService:
+        """Block until the model is loaded; raise if loading failed."""
+        if not self._ready.wait(timeout):
+            raise TimeoutError("model still loading")
+        if self.service is None:
+            raise RuntimeError(f"model failed to load: {self.load_error}")
+        return self.service
+
+    def shutdown(self) -> None:
+        """Finish saving, hand back what this process still holds, and say goodbye."""
+        if self.service is not None:
+            self.service.flush()
+        with self.sessions() as session:
+            # Anything still leased by this worker was interrupted: back to the queue at once.
+            released = session.execute(
+                update(Image)
+                .where(Image.worker == self.worker_name, Image.status == ImageStatus.RUNNING)
+                .values(status=ImageStatus.QUEUED, lease_token=None, lease_expires_at=None, progress=0.0)
+            ).rowcount
+            session.commit()
+        if released:
+            log.info("worker %s put %d interrupted images back in the queue", self.worker_name, released)
+            self.queue.publish_for_items(self.model, released, self.max_batch)
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        self.engine.dispose()
+
+
+def device_info(device: str) -> dict:
+    """Device name, GPU model and memory for the heartbeat."""
+    info: dict = {"device": device}
+    if device.startswith("cuda"):
+        import torch
+
+        properties = torch.cuda.get_device_properties(torch.device(device))
+        info.update(gpu_name=properties.name, gpu_memory_mb=properties.total_memory // (1024 * 1024))
+    return info
+

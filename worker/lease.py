@@ -1,0 +1,47 @@
+"""Keeps a claim alive while its batch renders and is saved, and publishes its progress."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.claims import renew_lease
+
+log = logging.getLogger(__name__)
+
+
+class LeaseKeeper:
+    """A background thread that renews one lease every third of its length.
+
+    The render loop only sets `progress` (a float); the database write happens here,
+    so the denoising loop never waits on the database.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], token: str, lease_seconds: float):
+        self.sessions = sessions
+        self.token = token
+        self.lease_seconds = lease_seconds
+        self.progress = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{token[:8]}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        interval = min(self.lease_seconds / 3, 1.0)
+        while not self._stop.wait(interval):
+            try:
+                if renew_lease(self.sessions, self.token, self.lease_seconds, round(self.progress, 4)) == 0:
+                    return  # nothing held any more: saved, failed, or taken back by the reaper
+            except OperationalError as error:
+                # Keep trying: the lease is long enough to ride out a short database blip.
+                log.warning("could not renew lease %s: %s", self.token[:8], error)

@@ -1,0 +1,79 @@
+"""Load a Stable Diffusion pipeline from disk only: a diffusers folder or a single checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from models.catalog import ModelEntry
+from worker.runner import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(requested: str) -> str:
+    """`auto` means the first CUDA device when there is one, else the CPU."""
+    import torch
+
+    if requested != "auto":
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelLoadError(f"SDFARM_DEVICE={requested} but no CUDA device is visible; use auto or cpu")
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def ensure_builtin(entry: ModelEntry) -> None:
+    """Build the random tiny model on first use; other models must already be on disk."""
+    if entry.name == "tiny" and entry.builtin and not (entry.path / "model_index.json").is_file():
+        from worker.model_build.tiny import build_tiny_model
+
+        staging = entry.path.with_name(f".{entry.path.name}.{os.getpid()}.building")
+        build_tiny_model(staging)
+        try:
+            staging.rename(entry.path)
+        except OSError:
+            # Another process finished first; its copy is identical (same seed).
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_pipeline(entry: ModelEntry, device: str):
+    """Load the text-to-image pipeline for `entry` onto `device` without touching any hub."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    ensure_builtin(entry)
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    if not entry.path.exists():
+        raise ModelLoadError(
+            f"model {entry.name!r}: {entry.path} does not exist. Point SDFARM_MODEL at a diffusers folder "
+            "or a .safetensors checkpoint, or put one in the models directory (SDFARM_MODELS_DIR)."
+        )
+    try:
+        if entry.kind == "diffusers":
+            index = entry.path / "model_index.json"
+            if not index.is_file():
+                raise ModelLoadError(f"model {entry.name!r}: {entry.path} has no model_index.json; is it a diffusers folder?")
+            class_name = json.loads(index.read_text()).get("_class_name", "")
+            pipeline_class = StableDiffusionXLPipeline if "XL" in class_name else StableDiffusionPipeline
+            extra = {} if pipeline_class is StableDiffusionXLPipeline else {"safety_checker": None, "requires_safety_checker": False}
+            pipeline = pipeline_class.from_pretrained(entry.path, dtype=dtype, local_files_only=True, **extra)
+        else:
+            from worker.single_file import load_single_file
+
+            pipeline = load_single_file(entry, dtype)
+    except ModelLoadError:
+        raise
+    except Exception as error:  # diffusers raises many types; the user needs one clear message
+        raise ModelLoadError(f"model {entry.name!r} at {entry.path} could not be loaded: {error}") from error
+    pipeline.set_progress_bar_config(disable=True)
+    pipeline.to(device)
+    if device.startswith("cuda"):
+        pipeline.unet.to(memory_format=torch.channels_last)
+        pipeline.vae.to(memory_format=torch.channels_last)
+    log.info("loaded model %s (%s) on %s in %s", entry.name, entry.kind, device, dtype)
+    return pipeline

@@ -1,0 +1,1 @@
+"""Builders for the small Stable Diffusion models that sdfarm makes itself (no hub downloads)."""

@@ -1,0 +1,105 @@
+"""`sdfarm model make-tiny`: a randomly initialised Stable Diffusion of the real architecture.
+
+Every component is the class a real SD 1.x checkpoint uses (CLIP tokenizer and text
+encoder, UNet2DConditionModel, AutoencoderKL with the usual 8x downscale, a DDIM/PNDM
+scheduler configured like SD 1.5), only much narrower, so a 64x64 image takes a few
+milliseconds per step on one CPU core. It is saved in diffusers format with
+safetensors and loaded through the same code path as real weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from worker.model_build.tokenizer import build_clip_tokenizer
+
+# Words people type in prompts; any other word still tokenizes, byte by byte.
+COMMON_WORDS = """a an the of on in with and at by portrait photo painting drawing
+landscape city street forest mountain sea sky sunset night day cat dog bird horse
+person man woman child house car tree flower castle robot dragon red green blue
+yellow white black purple orange pink brown gray circle square triangle background
+small large bright dark detailed high quality best lowres blurry ugly cinematic
+lighting oil watercolor digital art style""".split()
+
+# Stable Diffusion 1.x noise schedule (scaled_linear betas over 1000 training steps).
+SD1_SCHEDULE = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+}
+
+
+def tiny_text_encoder(vocab_size: int, bos_id: int, eos_id: int, width: int = 32) -> CLIPTextModel:
+    """A two-layer CLIP text transformer with the real model's 77-token context."""
+    config = CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=width,
+        intermediate_size=width * 2,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        projection_dim=width,
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
+        pad_token_id=eos_id,
+    )
+    return CLIPTextModel(config)
+
+
+def tiny_unet(image_size: int, cross_attention_dim: int = 32) -> UNet2DConditionModel:
+    """A two-level UNet with cross-attention, the SD 1.x block layout in miniature."""
+    return UNet2DConditionModel(
+        sample_size=image_size // 8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=8,
+        norm_num_groups=16,
+    )
+
+
+def tiny_vae(image_size: int) -> AutoencoderKL:
+    """An AutoencoderKL with four levels, hence the real 8x spatial downscale and 4 latent channels."""
+    return AutoencoderKL(
+        sample_size=image_size,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8, 16, 16, 16),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1,
+        norm_num_groups=8,
+    )
+
+
+def build_tiny_model(out_dir: Path, seed: int = 0, image_size: int = 64) -> Path:
+    """Build the random tiny model deterministically from `seed` and save it to out_dir."""
+    out_dir = Path(out_dir)
+    torch.manual_seed(seed)
+    tokenizer = build_clip_tokenizer(COMMON_WORDS, out_dir / "tokenizer")
+    text_encoder = tiny_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+    pipeline = StableDiffusionPipeline(
+        vae=tiny_vae(image_size),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=tiny_unet(image_size, text_encoder.config.hidden_size),
+        scheduler=PNDMScheduler(**SD1_SCHEDULE),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipeline.save_pretrained(out_dir, safe_serialization=True)
+    return out_dir

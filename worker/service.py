@@ -1,0 +1,167 @@
+"""render_next: claim a batch for a model, render it, store it; the body of the Celery task."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from PIL import Image as PILImage
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.image import Image
+from models.image_store import ImageStore
+from models.queue import RenderQueue
+from worker.claims import Claim, claim_batch, fail_items, queued_count, release_for_retry
+from worker.lease import LeaseKeeper
+from worker.results import Rendered, ResultStore
+from worker.runner import GpuOutOfMemoryError, PipelineRunner, RenderRequest
+from worker.stats import WorkerStats
+
+log = logging.getLogger(__name__)
+
+
+class PermanentItemError(Exception):
+    """An item that cannot succeed by trying again as it is (too big for the GPU, NaN output)."""
+
+
+class RenderService:
+    """Runs batches for one worker process; the pipeline runner is injected (real or simulated)."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        store: ImageStore,
+        runner: PipelineRunner,
+        queue: RenderQueue,
+        stats: WorkerStats,
+        worker_name: str,
+        max_batch: int,
+        lease_seconds: float,
+        max_attempts: int,
+    ):
+        self.sessions = sessions
+        self.store = store
+        self.runner = runner
+        self.queue = queue
+        self.stats = stats
+        self.worker_name = worker_name
+        self.max_batch = max_batch
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.results = ResultStore(sessions, store, runner.model_hash)
+        # Saving runs beside the next batch so the GPU never waits for PNG encoding or the
+        # database; at most one batch waits to be saved, to bound memory.
+        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="saver")
+        self._save_slots = threading.BoundedSemaphore(2)
+
+    def run_next(self, model: str) -> int:
+        """Claim and render one batch for `model`; returns how many images it rendered."""
+        claim = claim_batch(self.sessions, model, self.worker_name, self.max_batch, self.lease_seconds)
+        if claim is None:
+            return 0
+        if queued_count(self.sessions, model) > 0:
+            # Keep one message per batch in flight: this run consumed one.
+            self.queue.publish(model)
+        self.stats.busy(claim.items[0].job_id)
+        lease = LeaseKeeper(self.sessions, claim.token, self.lease_seconds).__enter__()
+        handed_over = False
+        try:
+            rendered = self._render(claim, lease)
+            self._save_slots.acquire()
+            self._saver.submit(self._save, claim, rendered, lease)
+            handed_over = True
+            return len(rendered)
+        except Exception as error:
+            log.exception("batch %s failed", claim.token[:8])
+            release_for_retry(self.sessions, claim.token, [i.id for i in claim.items], _describe(error), self.max_attempts)
+            raise
+        finally:
+            if not handed_over:
+                lease.__exit__(None, None, None)
+            self.stats.idle()
+
+    def flush(self) -> None:
+        """Wait until every rendered image is saved (before the process exits)."""
+        self._saver.shutdown(wait=True)
+
+    def _render(self, claim: Claim, lease: LeaseKeeper) -> list[Rendered]:
+        request = self._request_for(claim.items)
+        started = time.perf_counter()
+        outcomes = self._render_splitting(claim.items, request, lease)
+        per_image = (time.perf_counter() - started) / len(claim.items)
+        rendered: list[Rendered] = []
+        for item, picture_or_error in outcomes:
+            if isinstance(picture_or_error, PermanentItemError):
+                fail_items(self.sessions, claim.token, [item.id], str(picture_or_error))
+            else:
+                rendered.append(Rendered(item, picture_or_error, per_image))
+        return rendered
+
+    def _render_splitting(self, items: list[Image], request: RenderRequest, lease: LeaseKeeper) -> list[tuple]:
+        """Render; on out-of-memory split the batch in halves, down to single images."""
+
+        def progress(fraction: float) -> None:
+            lease.progress = fraction
+
+        try:
+            output = self.runner.generate(request, progress)
+        except GpuOutOfMemoryError as error:
+            if len(items) == 1:
+                reason = (
+                    f"out of GPU memory even for a single {request.width}x{request.height} image; "
+                    f"use a smaller size or a GPU with more memory ({error})"
+                )
+                return [(items[0], PermanentItemError(reason))]
+            half = len(items) // 2
+            log.warning("out of memory for a batch of %d; retrying as %d + %d", len(items), half, len(items) - half)
+            return self._render_splitting(items[:half], request.subset(0, half), lease) + self._render_splitting(
+                items[half:], request.subset(half, len(items)), lease
+            )
+        outcomes: list[tuple] = []
+        for item, picture, is_nan in zip(items, output.images, output.nan, strict=True):
+            if is_nan:
+                reason = "the image came out as NaN (black) even with the VAE in fp32; try another seed or VAE"
+                outcomes.append((item, PermanentItemError(reason)))
+            else:
+                outcomes.append((item, picture))
+        return outcomes
+
+    def _request_for(self, items: list[Image]) -> RenderRequest:
+        first = items[0]
+        init_image = None
+        if first.job.init_image_key:
+            init_image = PILImage.open(io.BytesIO(self.store.read(first.job.init_image_key))).convert("RGB")
+        return RenderRequest(
+            prompts=[item.prompt for item in items],
+            negative_prompts=[item.negative_prompt for item in items],
+            seeds=[item.seed for item in items],
+            steps=first.steps,
+            guidance_scale=first.guidance_scale,
+            width=first.width,
+            height=first.height,
+            sampler=first.scheduler,
+            clip_skip=first.clip_skip,
+            strength=first.strength,
+            init_image=init_image,
+            loras=first.loras,
+        )
+
+    def _save(self, claim: Claim, rendered: list[Rendered], lease: LeaseKeeper) -> None:
+        try:
+            saved = 0
+            for result in rendered:
+                try:
+                    saved += self.results.save(claim.token, result)
+                except Exception:
+                    log.exception("could not save image %s; its lease will expire and it will run again", result.item.id)
+            self.stats.finished(saved)
+        finally:
+            lease.__exit__(None, None, None)
+            self._save_slots.release()
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:2000]

@@ -51,7 +51,9 @@ class JobSpec(BaseModel):
     width: int | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE)
     height: int | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE)
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="Image k of the job gets seed + k.")
-    scheduler: str | None = Field(default=None, description="Sampler: an A1111 name such as 'DPM++ 2M Karras' or a short one.")
+    scheduler: str | None = Field(
+        default=None, description="Sampler: an A1111 name such as 'DPM++ 2M Karras' or a short one."
+    )
     model: str | None = Field(default=None, max_length=200)
     priority: int = Field(default=5, ge=0, le=9, description="Higher runs first on the same model.")
     clip_skip: int = Field(default=1, ge=1, le=12)

@@ -129,9 +129,7 @@ def fail_items(sessions: sessionmaker[Session], token: str, item_ids: list[int],
 def queued_count(sessions: sessionmaker[Session], model: str) -> int:
     """Items of `model` still waiting to be claimed."""
     with sessions() as session:
-        return session.scalar(
-            select(func.count()).where(Image.model == model, Image.status == ImageStatus.QUEUED)
-        ) or 0
+        return session.scalar(select(func.count()).where(Image.model == model, Image.status == ImageStatus.QUEUED)) or 0
 
 
 def expired_leases(session: Session, limit: int = 1000) -> list[Image]:
@@ -139,7 +137,10 @@ def expired_leases(session: Session, limit: int = 1000) -> list[Image]:
     return list(
         session.scalars(
             select(Image)
-            .where(Image.status == ImageStatus.RUNNING, or_(Image.lease_expires_at < utcnow(), Image.lease_expires_at.is_(None)))
+            .where(
+                Image.status == ImageStatus.RUNNING,
+                or_(Image.lease_expires_at < utcnow(), Image.lease_expires_at.is_(None)),
+            )
             .limit(limit)
         )
     )

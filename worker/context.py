@@ -65,7 +65,13 @@ class WorkerContext:
                 self.settings.max_attempts,
             )
             self.stats.loaded()
-            log.info("worker %s ready: model %s (hash %s) on %s", self.worker_name, self.model, runner.model_hash, runner.device)
+            log.info(
+                "worker %s ready: model %s (hash %s) on %s",
+                self.worker_name,
+                self.model,
+                runner.model_hash,
+                runner.device,
+            )
         except Exception as error:
             self.load_error = f"{type(error).__name__}: {error}"
             log.critical("worker %s cannot load model %s: %s", self.worker_name, self.model, error)
@@ -141,4 +147,3 @@ def device_info(device: str) -> dict:
         properties = torch.cuda.get_device_properties(torch.device(device))
         info.update(gpu_name=properties.name, gpu_memory_mb=properties.total_memory // (1024 * 1024))
     return info
-

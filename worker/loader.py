@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from pathlib import Path
 
 from models.catalog import ModelEntry
 from worker.runner import ModelLoadError
@@ -57,10 +56,16 @@ def load_pipeline(entry: ModelEntry, device: str):
         if entry.kind == "diffusers":
             index = entry.path / "model_index.json"
             if not index.is_file():
-                raise ModelLoadError(f"model {entry.name!r}: {entry.path} has no model_index.json; is it a diffusers folder?")
+                raise ModelLoadError(
+                    f"model {entry.name!r}: {entry.path} has no model_index.json; is it a diffusers folder?"
+                )
             class_name = json.loads(index.read_text()).get("_class_name", "")
             pipeline_class = StableDiffusionXLPipeline if "XL" in class_name else StableDiffusionPipeline
-            extra = {} if pipeline_class is StableDiffusionXLPipeline else {"safety_checker": None, "requires_safety_checker": False}
+            extra = (
+                {}
+                if pipeline_class is StableDiffusionXLPipeline
+                else {"safety_checker": None, "requires_safety_checker": False}
+            )
             pipeline = pipeline_class.from_pretrained(entry.path, dtype=dtype, local_files_only=True, **extra)
         else:
             from worker.single_file import load_single_file

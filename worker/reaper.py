@@ -47,7 +47,9 @@ class Reaper:
         self._expire_leases(report)
         self._republish(report)
         if report.requeued or report.failed or report.republished:
-            log.info("reaper: requeued %d, failed %d, republished %s", report.requeued, report.failed, report.republished)
+            log.info(
+                "reaper: requeued %d, failed %d, republished %s", report.requeued, report.failed, report.republished
+            )
         return report
 
     def _expire_leases(self, report: ReapReport) -> None:

@@ -76,7 +76,9 @@ class RenderService:
             return len(rendered)
         except Exception as error:
             log.exception("batch %s failed", claim.token[:8])
-            release_for_retry(self.sessions, claim.token, [i.id for i in claim.items], _describe(error), self.max_attempts)
+            release_for_retry(
+                self.sessions, claim.token, [i.id for i in claim.items], _describe(error), self.max_attempts
+            )
             raise
         finally:
             if not handed_over:
@@ -156,7 +158,9 @@ class RenderService:
                 try:
                     saved += self.results.save(claim.token, result)
                 except Exception:
-                    log.exception("could not save image %s; its lease will expire and it will run again", result.item.id)
+                    log.exception(
+                        "could not save image %s; its lease will expire and it will run again", result.item.id
+                    )
             self.stats.finished(saved)
         finally:
             lease.__exit__(None, None, None)

@@ -47,15 +47,15 @@ def evaluate_adherence(
         output_type="np",
     ).images
     results = []
-    for (fg, bg, text), image in zip(cases, images):
+    for (fg, bg, text), image in zip(cases, images, strict=True):
         got_bg, got_fg = judge_colours(image)
         results.append({"prompt": text, "background": got_bg, "shape": got_fg, "ok": (got_bg, got_fg) == (bg, fg)})
     if grid_path is not None:
         save_grid(images, Path(grid_path))
     count = len(cases)
     return {
-        "background": sum(r["background"] == bg for r, (_, bg, _) in zip(results, cases)) / count,
-        "shape": sum(r["shape"] == fg for r, (fg, _, _) in zip(results, cases)) / count,
+        "background": sum(r["background"] == bg for r, (_, bg, _) in zip(results, cases, strict=True)) / count,
+        "shape": sum(r["shape"] == fg for r, (fg, _, _) in zip(results, cases, strict=True)) / count,
         "both": sum(r["ok"] for r in results) / count,
         "count": count,
         "steps": steps,

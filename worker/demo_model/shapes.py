@@ -61,7 +61,7 @@ def random_specs(n: int, generator: torch.Generator) -> list[ShapeSpec]:
     ints = torch.randint(0, 1 << 30, (n, 4), generator=generator).tolist()
     floats = torch.rand((n, 3), generator=generator).tolist()
     specs = []
-    for (i_shape, i_colour, i_bg, i_size), (f_r, f_x, f_y) in zip(ints, floats):
+    for (i_shape, i_colour, i_bg, i_size), (f_r, f_x, f_y) in zip(ints, floats, strict=True):
         colour = COLOURS[i_colour % len(COLOURS)]
         # Pick the background among the other colours so it can never match the shape.
         others = [c for c in COLOURS if c != colour]
@@ -104,7 +104,7 @@ def make_batch(
     """A random batch of images in [-1, 1] and their captions; the size word appears with size_word_prob."""
     specs = random_specs(n, generator)
     with_size = (torch.rand(n, generator=generator) < size_word_prob).tolist()
-    return render(specs, image_size), [caption(s, w) for s, w in zip(specs, with_size)]
+    return render(specs, image_size), [caption(s, w) for s, w in zip(specs, with_size, strict=True)]
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

@@ -80,7 +80,7 @@ class Ema:
     @torch.no_grad()
     def copy_to_model(self) -> None:
         """Overwrite the live parameters with the averaged ones."""
-        for param, shadow in zip(self.params, self.shadow):
+        for param, shadow in zip(self.params, self.shadow, strict=True):
             param.copy_(shadow)
 
 
@@ -164,7 +164,7 @@ def train_unet(
     for step in range(steps):
         images, captions = make_batch(batch_size, generator, image_size)
         drop = torch.rand(batch_size, generator=generator) < CAPTION_DROPOUT
-        captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+        captions = ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
         with torch.no_grad():
             latents = vae.encode(images.to(device)).latent_dist.sample() * scaling
         noise = torch.randn(latents.shape, generator=generator).to(device)

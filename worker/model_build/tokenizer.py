@@ -40,7 +40,7 @@ def _learn_merges(words: list[str]) -> list[tuple[str, str]]:
     while True:
         pairs: Counter[tuple[str, str]] = Counter()
         for symbols in segmented.values():
-            pairs.update(zip(symbols, symbols[1:]))
+            pairs.update(zip(symbols, symbols[1:], strict=False))
         if not pairs:
             return merges
         best = min(pairs, key=lambda pair: (-pairs[pair], pair))

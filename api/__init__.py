@@ -1,0 +1,70 @@
+"""The HTTP side of sdfarm: a Flask app factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, request
+
+from sdfarm.settings import Settings
+
+PUBLIC_ENDPOINTS = {"health.healthz", "openapi.openapi_document", "static"}
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app; nothing connects to the database or Redis until a request needs it."""
+    settings = settings or Settings()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    register_farm(app, settings)
+    register_errors(app)
+    register_security(app)
+    register_routes(app)
+    return app
+
+
+def register_farm(app: Flask, settings: Settings) -> None:
+    """Attach the Farm (database, store, queue, catalog) and close sessions after each request."""
+    from api.farm import Farm, close_db
+
+    app.extensions["sdfarm"] = Farm.from_settings(settings)
+    app.teardown_appcontext(close_db)
+
+
+def register_errors(app: Flask) -> None:
+    """JSON error bodies everywhere."""
+    from api.errors import register_error_handlers
+
+    register_error_handlers(app)
+
+
+def register_security(app: Flask) -> None:
+    """API keys before each request; CSP and nosniff on every response."""
+    from api.auth import authenticate
+
+    @app.before_request
+    def _authenticate() -> None:
+        if request.endpoint not in PUBLIC_ENDPOINTS:
+            authenticate()
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
+
+def register_routes(app: Flask) -> None:
+    """The JSON API's URLs (see api/routes.py)."""
+    from api.routes import register_api_routes
+
+    register_api_routes(app)
+    logging.getLogger(__name__).debug("registered %d rules", len(list(app.url_map.iter_rules())))

@@ -1,0 +1,65 @@
+"""API keys: `Authorization: Bearer <key>`; each key sees only its own jobs unless it is an admin."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from flask import g, request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.errors import ApiError
+from api.farm import db, farm
+from models.api_key import ApiKey
+
+KEY_PREFIX = "sdf_"
+
+
+def hash_secret(secret: str) -> str:
+    """Keys are stored as SHA-256: they are long random strings, so no slow hash is needed."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(session: Session, name: str, admin: bool = False) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the secret, which is shown once and never stored."""
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(name=name, prefix=secret[:10], secret_hash=hash_secret(secret), is_admin=admin)
+    session.add(key)
+    session.commit()
+    return key, secret
+
+
+def authenticate() -> None:
+    """before_request: find the caller's key (or none when auth is off); 401 without a valid one."""
+    g.api_key = None
+    if not farm().settings.auth_required():
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret:
+        raise ApiError(
+            401,
+            "this farm needs an API key: send 'Authorization: Bearer <key>' (create one with `sdfarm keys create NAME`)",
+            headers={"WWW-Authenticate": 'Bearer realm="sdfarm"'},
+        )
+    key = db().scalar(
+        select(ApiKey).where(ApiKey.secret_hash == hash_secret(secret.strip()), ApiKey.revoked.is_(False))
+    )
+    if key is None:
+        raise ApiError(401, "unknown or revoked API key", headers={"WWW-Authenticate": 'Bearer realm="sdfarm"'})
+    g.api_key = key
+
+
+def owner_scope() -> int | None:
+    """The key id whose rows the caller may see; None means all rows (admin, or auth off)."""
+    key: ApiKey | None = g.get("api_key")
+    if key is None or key.is_admin:
+        return None
+    return key.id
+
+
+def owner_id() -> int | None:
+    """The key id to record as a new job's owner."""
+    key: ApiKey | None = g.get("api_key")
+    return key.id if key is not None else None

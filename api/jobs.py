@@ -1,0 +1,104 @@
+"""`/api/v1/jobs`: submit, list, inspect and cancel bulk jobs."""
+
+from __future__ import annotations
+
+from flask import Response, jsonify, request
+from sqlalchemy import select, update
+
+from api.auth import owner_id, owner_scope
+from api.errors import ApiError
+from api.farm import db, farm
+from api.pagination import next_cursor, page_args
+from api.presenters import job_out, online_workers_by_model
+from api.request_body import parse_body
+from api.schemas import JobPage
+from api.submission import submit_job
+from models.base import utcnow
+from models.image import Image, ImageStatus
+from models.job import Job
+from models.progress import job_progress
+from models.spec import JobSpec
+
+MAX_IMAGES_INLINE = 1000
+
+
+def spec_context() -> dict:
+    """Limits the JobSpec validators read from settings."""
+    settings = farm().settings
+    return {"max_images_per_job": settings.max_images_per_job, "max_prompt_chars": settings.max_prompt_chars}
+
+
+def find_job(job_id: int) -> Job:
+    """The job if the caller may see it, else 404 (never 403: ids of others are not confirmed)."""
+    job = db().get(Job, job_id)
+    scope = owner_scope()
+    if job is None or (scope is not None and job.owner_key_id != scope):
+        raise ApiError(404, f"no job with id {job_id}")
+    return job
+
+
+def render_job(job: Job, with_images: bool = True) -> dict:
+    """A job as JSON, with up to MAX_IMAGES_INLINE images."""
+    session = db()
+    progress = job_progress(session, [job])[job.id]
+    serving = online_workers_by_model(session, farm().settings.worker_offline_seconds)
+    images = None
+    truncated = False
+    if with_images:
+        images = list(
+            session.scalars(
+                select(Image).where(Image.job_id == job.id).order_by(Image.index).limit(MAX_IMAGES_INLINE + 1)
+            )
+        )
+        truncated = len(images) > MAX_IMAGES_INLINE
+        images = images[:MAX_IMAGES_INLINE]
+    return job_out(job, progress, serving, images, truncated).model_dump(mode="json", exclude_none=False)
+
+
+def create_job() -> tuple[Response, int, dict]:
+    """POST /api/v1/jobs: validate, store, enqueue; 202 with the job and its Location."""
+    spec = parse_body(JobSpec, spec_context())
+    job = submit_job(farm(), db(), spec, owner_id())
+    body = render_job(job, with_images=False)
+    return jsonify(body), 202, {"Location": f"/api/v1/jobs/{job.id}"}
+
+
+def get_job(job_id: int) -> Response:
+    """GET /api/v1/jobs/<id>: status, counts, progress and images (`?images=0` leaves them out)."""
+    with_images = request.args.get("images", "1") not in {"0", "false", "no"}
+    return jsonify(render_job(find_job(job_id), with_images))
+
+
+def list_jobs() -> Response:
+    """GET /api/v1/jobs: newest first, `limit` and `cursor`."""
+    limit, cursor = page_args()
+    session = db()
+    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    if cursor is not None:
+        query = query.where(Job.id < cursor)
+    scope = owner_scope()
+    if scope is not None:
+        query = query.where(Job.owner_key_id == scope)
+    jobs = list(session.scalars(query))
+    progress = job_progress(session, jobs)
+    serving = online_workers_by_model(session, farm().settings.worker_offline_seconds)
+    page = JobPage(
+        jobs=[job_out(job, progress[job.id], serving) for job in jobs],
+        next_cursor=next_cursor([job.id for job in jobs], limit),
+    )
+    return jsonify(page.model_dump(mode="json"))
+
+
+def cancel_job(job_id: int) -> Response:
+    """POST /api/v1/jobs/<id>/cancel: images not yet started are never run; running ones finish."""
+    job = find_job(job_id)
+    session = db()
+    session.execute(
+        update(Image)
+        .where(Image.job_id == job.id, Image.status == ImageStatus.QUEUED)
+        .values(status=ImageStatus.CANCELED, finished_at=utcnow())
+    )
+    if job.canceled_at is None:
+        job.canceled_at = utcnow()
+    session.commit()
+    return jsonify(render_job(job, with_images=False))

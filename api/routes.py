@@ -1,0 +1,44 @@
+"""Every URL of the API in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import Flask
+
+from api import catalog, health, images, jobs, openapi, workers
+
+
+@dataclass(frozen=True)
+class Route:
+    """A URL rule, its methods, its view, and how OpenAPI describes it."""
+
+    rule: str
+    methods: tuple[str, ...]
+    view: Callable
+    summary: str
+
+
+API_ROUTES: tuple[Route, ...] = (
+    Route("/api/v1/jobs", ("POST",), jobs.create_job, "Submit a bulk job"),
+    Route("/api/v1/jobs", ("GET",), jobs.list_jobs, "List jobs, newest first"),
+    Route("/api/v1/jobs/<int:job_id>", ("GET",), jobs.get_job, "A job's status, progress and images"),
+    Route("/api/v1/jobs/<int:job_id>/cancel", ("POST",), jobs.cancel_job, "Cancel the job's images not yet started"),
+    Route("/api/v1/images", ("GET",), images.list_images, "List images, newest first"),
+    Route("/api/v1/images/<int:image_id>", ("GET",), images.get_image, "One image's parameters and outcome"),
+    Route("/api/v1/images/<int:image_id>/file", ("GET",), images.image_file, "The PNG file"),
+    Route("/api/v1/images/<int:image_id>/thumbnail", ("GET",), images.image_thumbnail, "The WebP thumbnail"),
+    Route("/api/v1/workers", ("GET",), workers.list_workers, "Workers and their last heartbeat"),
+    Route("/api/v1/models", ("GET",), catalog.list_models, "Models, their workers and queues"),
+    Route("/api/v1/samplers", ("GET",), catalog.list_samplers, "Accepted sampler names"),
+    Route("/api/v1/openapi.json", ("GET",), openapi.openapi_document, "This document"),
+    Route("/healthz", ("GET",), health.healthz, "Database and broker health"),
+)
+
+
+def register_api_routes(app: Flask) -> None:
+    """Add every API route to the app."""
+    for route in API_ROUTES:
+        endpoint = f"{route.view.__module__.rsplit('.', 1)[-1]}.{route.view.__name__}"
+        app.add_url_rule(route.rule, endpoint=endpoint, view_func=route.view, methods=list(route.methods))

@@ -1,0 +1,169 @@
+"""Response shapes of the JSON API; they serialize responses and document them in OpenAPI."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+ImageStatusName = Literal["queued", "running", "succeeded", "failed", "canceled"]
+
+
+class FieldError(BaseModel):
+    """One invalid field and why."""
+
+    field: str
+    reason: str
+
+
+class ErrorBody(BaseModel):
+    """What went wrong, and which fields, if any, caused it."""
+
+    status: int
+    message: str
+    fields: list[FieldError] = Field(default_factory=list)
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx and 5xx response has this body."""
+
+    error: ErrorBody
+
+
+class ImageOut(BaseModel):
+    """One requested image, its parameters and its outcome."""
+
+    id: int
+    job_id: int
+    index: int
+    prompt: str
+    negative_prompt: str
+    seed: int
+    steps: int
+    guidance_scale: float
+    width: int
+    height: int
+    sampler: str
+    model: str
+    model_hash: str | None
+    clip_skip: int
+    strength: float | None
+    loras: list[dict[str, Any]]
+    status: ImageStatusName
+    attempts: int
+    error: str | None
+    worker: str | None
+    progress: float
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    render_seconds: float | None
+    sha256: str | None
+    url: str | None = Field(description="The PNG, once the image succeeded.")
+    thumbnail_url: str | None
+
+
+class JobOut(BaseModel):
+    """A job with its counts and progress; `images` when asked for."""
+
+    id: int
+    status: JobStatus
+    model: str
+    priority: int
+    created_at: datetime
+    total: int
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    canceled: int
+    progress: float = Field(ge=0, le=1)
+    waiting_for_worker: bool = Field(description="No live worker serves this job's model.")
+    spec: dict[str, Any]
+    images: list[ImageOut] | None = None
+    images_truncated: bool = False
+    images_url: str
+
+
+class JobPage(BaseModel):
+    """A page of jobs, newest first; pass next_cursor as `cursor` for the next page."""
+
+    jobs: list[JobOut]
+    next_cursor: str | None
+
+
+class ImagePage(BaseModel):
+    """A page of images, newest first."""
+
+    images: list[ImageOut]
+    next_cursor: str | None
+
+
+class WorkerOut(BaseModel):
+    """A worker as its last heartbeat described it."""
+
+    name: str
+    host: str
+    pid: int
+    device: str
+    gpu_name: str | None
+    gpu_memory_mb: int | None
+    model: str
+    state: str
+    online: bool
+    current_job_id: int | None
+    images_done: int
+    images_per_second: float
+    model_loads: int
+    started_at: datetime
+    last_seen: datetime
+
+
+class WorkerList(BaseModel):
+    """Every worker that has ever sent a heartbeat."""
+
+    workers: list[WorkerOut]
+
+
+class ModelOut(BaseModel):
+    """A servable model with its defaults and its queue."""
+
+    name: str
+    kind: str
+    path: str
+    builtin: bool
+    default: bool
+    defaults: dict[str, Any]
+    workers: int = Field(description="Live workers serving this model.")
+    queued: int = Field(description="Images waiting for this model.")
+
+
+class ModelList(BaseModel):
+    """Every model the farm knows."""
+
+    models: list[ModelOut]
+
+
+class SamplerOut(BaseModel):
+    """A sampler, its aliases and the diffusers scheduler behind it."""
+
+    name: str
+    aliases: list[str]
+    scheduler: str
+    options: dict[str, Any]
+
+
+class SamplerList(BaseModel):
+    """Every accepted sampler."""
+
+    samplers: list[SamplerOut]
+
+
+class Health(BaseModel):
+    """Whether the database and the broker answer."""
+
+    status: Literal["ok", "degraded"]
+    database: str
+    broker: str

@@ -1,0 +1,107 @@
+"""Turning a validated JobSpec into rows, committed, then messages published: in that order."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from api.errors import ApiError
+from api.farm import Farm
+from api.init_images import resolve_init_image
+from models.base import utcnow
+from models.catalog import UnknownModelError
+from models.image import Image, ImageStatus
+from models.job import Job
+from models.samplers import find_sampler
+from models.spec import MAX_SEED, JobSpec
+
+log = logging.getLogger(__name__)
+
+
+def batch_key(params: dict[str, Any]) -> str:
+    """Items with equal keys may share one pipeline call: everything but prompt and seed is equal."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def submit_job(farm: Farm, session: Session, spec: JobSpec, owner_key_id: int | None) -> Job:
+    """Store the job and one row per image, commit, then publish; the job is never half-stored."""
+    try:
+        model = farm.catalog.get(spec.model)
+    except UnknownModelError:
+        known = ", ".join(sorted(farm.catalog.entries())) or "none"
+        raise ApiError(
+            422, "invalid job", [{"field": "model", "reason": f"unknown model {spec.model!r}; known: {known}"}]
+        ) from None
+    if spec.loras:
+        raise ApiError(
+            422, "invalid job", [{"field": "loras", "reason": "no LoRA adapters are installed on this farm"}]
+        )
+    init = resolve_init_image(farm, session, spec, owner_key_id)
+    defaults = model.defaults
+    width = spec.width or (init.width if init else defaults.width)
+    height = spec.height or (init.height if init else defaults.height)
+    sampler = spec.scheduler or defaults.sampler
+    common = {
+        "model": model.name,
+        "steps": spec.steps or defaults.steps,
+        "guidance_scale": spec.guidance_scale if spec.guidance_scale is not None else defaults.guidance_scale,
+        "width": width,
+        "height": height,
+        "scheduler": sampler,
+        "clip_skip": spec.clip_skip,
+        "strength": (spec.strength if spec.strength is not None else 0.75) if init else None,
+        "loras": [],
+    }
+    key = batch_key({**common, "sampler": find_sampler(sampler).label, "init": init.key if init else None})
+    job = Job(
+        model=model.name,
+        priority=spec.priority,
+        total=spec.total,
+        owner_key_id=owner_key_id,
+        spec=spec.model_dump(mode="json", exclude_none=True, exclude={"init_image"}),
+        init_image_key=init.key if init else None,
+        webhook_url=spec.webhook_url,
+    )
+    session.add(job)
+    session.flush()
+    now = utcnow()
+    base_seed = spec.seed if spec.seed is not None else secrets.randbelow(MAX_SEED + 1)
+    rows = []
+    for position, item in enumerate(spec.expanded_items()):
+        for copy in range(spec.num_images):
+            index = position * spec.num_images + copy
+            seed = item.seed + copy if item.seed is not None else base_seed + index
+            rows.append(
+                {
+                    **common,
+                    "job_id": job.id,
+                    "index": index,
+                    "owner_key_id": owner_key_id,
+                    "prompt": item.prompt,
+                    "negative_prompt": item.negative_prompt
+                    if item.negative_prompt is not None
+                    else spec.negative_prompt,
+                    "seed": seed,
+                    "batch_key": key,
+                    "priority": spec.priority,
+                    "status": ImageStatus.QUEUED,
+                    "attempts": 0,
+                    "progress": 0.0,
+                    "run_alone": False,
+                    "nsfw": False,
+                    "queued_at": now,
+                }
+            )
+    session.execute(insert(Image), rows)
+    session.commit()
+    try:
+        farm.queue.publish_for_items(model.name, len(rows), farm.settings.max_batch)
+    except Exception as error:  # the job is safe in the database; the reaper publishes it later
+        log.warning("job %s stored but not yet published (broker: %s); the reaper will publish it", job.id, error)
+    return job

@@ -1,0 +1,268 @@
+"""The `sdfarm` command: thin wiring from the command line to the farm's parts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from sdfarm.settings import Settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _settings(**overrides) -> Settings:
+    values = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**values)
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """sdfarm: a render farm for Stable Diffusion. Configuration comes from SDFARM_* variables (see README)."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8000).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Database, objects, Redis data.")
+@click.option("--gpus", default=None, help="all, none or 0,2,3 (default: all GPUs if any, else none).")
+@click.option("--cpu-workers", type=int, default=1, show_default=True, help="CPU workers when --gpus none.")
+def up(host, port, data_dir, gpus, cpu_workers) -> None:
+    """Run the whole farm here: private Redis, SQLite, migrations, the API and workers."""
+    from sdfarm.local_farm import run_local_farm
+    from worker.devices import list_gpus
+
+    _logging()
+    settings = _settings(host=host, port=port, data_dir=data_dir)
+    _refuse_public_without_auth(settings)
+    gpus = gpus or ("all" if list_gpus() else "none")
+    sys.exit(run_local_farm(settings, gpus, cpu_workers))
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (SDFARM_HOST).")
+@click.option("--port", type=int, default=None, help="Port (SDFARM_PORT).")
+@click.option("--processes", type=int, default=2, show_default=True, help="gunicorn worker processes.")
+def api(host, port, processes) -> None:
+    """Serve the HTTP API and the gallery with gunicorn."""
+    from sdfarm.http_server import serve
+
+    settings = _settings(host=host, port=port)
+    _refuse_public_without_auth(settings)
+    serve(settings, processes=processes)
+
+
+def _refuse_public_without_auth(settings: Settings) -> None:
+    if not settings.auth_required() and settings.auth == "off":
+        from sdfarm.settings import is_loopback
+
+        if not is_loopback(settings.host):
+            raise click.UsageError(
+                f"refusing to serve on {settings.host} with SDFARM_AUTH=off: anyone on the network could use the farm. "
+                "Turn auth on (create a key with `sdfarm keys create NAME`) or bind to 127.0.0.1."
+            )
+
+
+@main.command()
+@click.option(
+    "--gpus", default="none", show_default=True, help="all, none, or a list such as 0,2,3: one worker per GPU."
+)
+@click.option("--cpu-workers", type=int, default=1, show_default=True, help="How many CPU workers with --gpus none.")
+@click.option("--model", default=None, help="Model to serve (default: SDFARM_MODEL or the built-in default).")
+@click.option("--max-batch", type=int, default=None, help="Images per pipeline call (SDFARM_MAX_BATCH).")
+def worker(gpus, cpu_workers, model, max_batch) -> None:
+    """Start GPU (or CPU) workers for one model, restart them if they die, stop them on SIGTERM."""
+    from models.catalog import ModelCatalog, UnknownModelError
+    from worker.devices import list_gpus, parse_gpu_selection
+    from worker.supervisor import Supervisor, plan_workers
+
+    _logging()
+    settings = _settings(max_batch=max_batch)
+    catalog = ModelCatalog(settings.resolved_models_dir, settings.model)
+    try:
+        entry = catalog.get(model)
+    except UnknownModelError:
+        raise click.UsageError(f"unknown model {model!r}; known: {', '.join(sorted(catalog.entries()))}") from None
+    if not entry.builtin and not entry.path.exists():
+        raise click.UsageError(f"model {entry.name!r}: {entry.path} does not exist")
+    try:
+        selected = parse_gpu_selection(gpus, list_gpus())
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    workers = plan_workers(entry.name, selected, cpu_workers, settings.max_batch, settings)
+    sys.exit(Supervisor(settings, workers).run())
+
+
+@main.command()
+def reaper() -> None:
+    """Run only the reaper loop (requeue expired leases, re-publish lost messages)."""
+    from worker.supervisor import Supervisor
+
+    _logging()
+    sys.exit(Supervisor(_settings(), []).run())
+
+
+@main.group()
+def db() -> None:
+    """Database schema migrations."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision) -> None:
+    """Create or update the schema (SDFARM_DATABASE_URL, default SQLite in the data dir)."""
+    from sdfarm.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.resolved_database_url, revision)
+    click.echo(f"database at revision {revision}: {settings.resolved_database_url}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision) -> None:
+    """Take the schema back to REVISION (`base` removes every table)."""
+    from sdfarm.migrate import downgrade
+
+    downgrade(_settings().resolved_database_url, revision)
+
+
+@main.command()
+@click.argument("prompts_file", type=click.File("r"))
+@click.option("--num-images", type=int, default=1, show_default=True, help="Images per prompt.")
+@click.option("--negative-prompt", default=None)
+@click.option("--steps", type=int, default=None)
+@click.option("--guidance-scale", type=float, default=None)
+@click.option("--width", type=int, default=None)
+@click.option("--height", type=int, default=None)
+@click.option("--seed", type=int, default=None)
+@click.option("--sampler", "scheduler", default=None, help="e.g. 'DPM++ 2M Karras' or euler_a.")
+@click.option("--model", default=None)
+@click.option("--priority", type=int, default=None, help="0..9, higher first.")
+@click.option("--wait", is_flag=True, help="Show a progress bar until the job ends.")
+@click.option("--url", default=None, help="Farm URL (SDFARM_URL, default http://127.0.0.1:8000).")
+def submit(prompts_file, wait, url, **params) -> None:
+    """Submit PROMPTS_FILE (one prompt a line; '-' for stdin) as one bulk job."""
+    from sdfarm.client import FarmClient
+
+    prompts = [line.strip() for line in prompts_file if line.strip() and not line.lstrip().startswith("#")]
+    if not prompts:
+        raise click.UsageError("the prompts file has no prompts (one per line)")
+    job = {"prompts": prompts, **{key: value for key, value in params.items() if value is not None}}
+    client = FarmClient.from_env(url)
+    accepted = client.submit(job)
+    click.echo(f"job {accepted['id']}: {accepted['total']} images queued ({client.url}/api/v1/jobs/{accepted['id']})")
+    if wait:
+        finished = client.wait(accepted["id"])
+        _print_outcome(client, finished)
+        sys.exit(0 if finished["status"] == "succeeded" else 1)
+
+
+@main.command()
+@click.argument("job_id", type=int)
+@click.option("--url", default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+def status(job_id, url, as_json) -> None:
+    """Show a job's status and where its images are."""
+    from sdfarm.client import FarmClient
+
+    client = FarmClient.from_env(url)
+    job = client.job(job_id)
+    if as_json:
+        click.echo(json.dumps(job, indent=2))
+        return
+    _print_outcome(client, job)
+
+
+def _print_outcome(client, job: dict) -> None:
+    click.echo(
+        f"job {job['id']}: {job['status']}, {job['succeeded']}/{job['total']} succeeded, {job['failed']} failed, "
+        f"{job['progress'] * 100:.0f}%"
+    )
+    for image in job.get("images") or []:
+        where = client.url + image["url"] if image["url"] else image["status"]
+        error = f"  ({image['error']})" if image["error"] and image["status"] == "failed" else ""
+        click.echo(f"  #{image['index']:<4} seed {image['seed']:<11} {where}{error}")
+
+
+@main.group()
+def model() -> None:
+    """Build sdfarm's own small models."""
+
+
+@model.command("make-tiny")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--seed", type=int, default=0, show_default=True)
+def make_tiny(directory, seed) -> None:
+    """Build the random tiny Stable Diffusion (real architecture) into DIRECTORY."""
+    from worker.model_build.tiny import build_tiny_model
+
+    build_tiny_model(directory, seed=seed)
+    click.echo(f"tiny model written to {directory}; use it with SDFARM_MODEL={directory}")
+
+
+@model.command("train-demo")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--vae-steps", type=int, default=None, help="Default: the shipped model's recipe.")
+@click.option("--unet-steps", type=int, default=None, help="Default: the shipped model's recipe.")
+def train_demo(directory, vae_steps, unet_steps) -> None:
+    """Train the demo 'shapes' model (coloured shapes on coloured backgrounds) into DIRECTORY."""
+    from worker.demo_model.train import train_demo_model
+
+    options = {k: v for k, v in {"vae_steps": vae_steps, "unet_steps": unet_steps}.items() if v is not None}
+    train_demo_model(directory, **options)
+
+
+@main.group("models")
+def models_group() -> None:
+    """The models this farm can serve."""
+
+
+@models_group.command("list")
+def models_list() -> None:
+    """List models with kind, hash and defaults."""
+    from models.catalog import ModelCatalog, short_hash
+
+    settings = _settings()
+    catalog = ModelCatalog(settings.resolved_models_dir, settings.model)
+    for name, entry in catalog.entries().items():
+        digest = short_hash(entry.path) if entry.path.exists() else "(not built yet)"
+        default = " (default)" if name == catalog.default_name else ""
+        d = entry.defaults
+        click.echo(
+            f"{name}{default}  {entry.kind}  {digest}  {d.width}x{d.height} {d.steps} steps {d.sampler}  {entry.path}"
+        )
+
+
+@main.group()
+def keys() -> None:
+    """API keys (stored hashed; the secret is printed once)."""
+
+
+@keys.command("create")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="May see and cancel every tenant's jobs.")
+def keys_create(name, admin) -> None:
+    """Create an API key called NAME and print its secret."""
+    from api.auth import create_key
+    from models.db import make_engine, make_session_factory
+
+    settings = _settings()
+    sessions = make_session_factory(make_engine(settings.resolved_database_url))
+    with sessions() as session:
+        key, secret = create_key(session, name, admin)
+    click.echo(
+        f"created key {key.name} (id {key.id}{', admin' if admin else ''}). Its secret, shown only now:\n{secret}"
+    )
+
+
+if __name__ == "__main__":
+    main()

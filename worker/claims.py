@@ -56,10 +56,13 @@ def claim_batch(
         with sessions() as session:
             if session.bind.dialect.name == "postgresql":
                 peers = peers.with_for_update(skip_locked=True)
+            # A CTE is evaluated once; PostgreSQL may re-run a plain IN (subquery) per row,
+            # and with SKIP LOCKED every re-run would pick new rows past the LIMIT.
+            picked = peers.cte("picked")
             now = utcnow()
             session.execute(
                 update(Image)
-                .where(Image.id.in_(peers.scalar_subquery()), Image.status == ImageStatus.QUEUED)
+                .where(Image.id.in_(select(picked.c.id)), Image.status == ImageStatus.QUEUED)
                 .values(
                     status=ImageStatus.RUNNING,
                     lease_token=token,

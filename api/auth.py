@@ -40,7 +40,8 @@ def authenticate() -> None:
     if scheme.lower() != "bearer" or not secret:
         raise ApiError(
             401,
-            "this farm needs an API key: send 'Authorization: Bearer <key>' (create one with `sdfarm keys create NAME`)",
+            "this farm needs an API key: send 'Authorization: Bearer <key>' "
+            "(create one with `sdfarm keys create NAME`)",
             headers={"WWW-Authenticate": 'Bearer realm="sdfarm"'},
         )
     key = db().scalar(

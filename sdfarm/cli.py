@@ -89,10 +89,19 @@ def worker(gpus, cpu_workers, model, max_batch) -> None:
     catalog = ModelCatalog(settings.resolved_models_dir, settings.model)
     try:
         entry = catalog.get(model)
-    except UnknownModelError:
-        raise click.UsageError(f"unknown model {model!r}; known: {', '.join(sorted(catalog.entries()))}") from None
-    if not entry.builtin and not entry.path.exists():
-        raise click.UsageError(f"model {entry.name!r}: {entry.path} does not exist")
+    except UnknownModelError as error:
+        raise click.ClickException(
+            f"unknown model {error.args[0]!r}: not a model name in {settings.resolved_models_dir} "
+            "nor an existing path. "
+            f"Known models: {', '.join(sorted(catalog.entries()))}"
+        ) from None
+    from worker.preflight import check_model
+    from worker.runner import ModelLoadError
+
+    try:
+        check_model(entry)
+    except ModelLoadError as error:
+        raise click.ClickException(str(error)) from None
     try:
         selected = parse_gpu_selection(gpus, list_gpus())
     except ValueError as error:

@@ -44,7 +44,8 @@ def run_local_farm(settings: Settings, gpus: str, cpu_workers: int) -> int:
         children.append(subprocess.Popen([*cli, "api"], env=env))
         url = f"http://{settings.host}:{settings.port}"
         print(
-            f"\nsdfarm is up: gallery {url}/  API {url}/api/v1/  (data in {data_dir}, Redis on port {redis_server.port})\n"
+            f"\nsdfarm is up: gallery {url}/  API {url}/api/v1/\n"
+            f"Data in {data_dir}; private Redis on port {redis_server.port}.\n"
             f"Try:  curl -s -X POST {url}/api/v1/jobs -H 'Content-Type: application/json' "
             '-d \'{"prompts": ["a red circle on a blue background"], "num_images": 4}\'\n'
             "Press Ctrl-C to stop.\n",

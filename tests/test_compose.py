@@ -16,8 +16,9 @@ def compose() -> dict:
     binary = shutil.which("docker-compose")
     if binary is None:
         pytest.skip("docker-compose is not installed (.ci/run installs Debian's docker-compose)")
-    result = subprocess.run([binary, "-f", str(REPO / "docker-compose.yml"), "config"], capture_output=True, text=True,
-                            cwd=REPO, timeout=60)
+    result = subprocess.run(
+        [binary, "-f", str(REPO / "docker-compose.yml"), "config"], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
 

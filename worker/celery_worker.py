@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import signal
 
 from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown
@@ -35,13 +33,7 @@ def create_worker_app(settings: Settings, worker_name: str, model: str, max_batc
         if requested_model != _context.model:
             log.error("message for model %s reached a worker of %s; ignoring it", requested_model, _context.model)
             return 0
-        try:
-            service = _context.wait_ready()
-        except RuntimeError:
-            # The model cannot load: stop this worker instead of swallowing messages.
-            os.kill(os.getppid(), signal.SIGTERM)
-            raise
-        return service.run_next(requested_model)
+        return _context.wait_ready().run_next(requested_model)
 
     @worker_process_init.connect(weak=False)
     def start_child(**_kwargs) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 
 from sqlalchemy import update
@@ -76,6 +77,8 @@ class WorkerContext:
             self.load_error = f"{type(error).__name__}: {error}"
             log.critical("worker %s cannot load model %s: %s", self.worker_name, self.model, error)
             self.stats.state = "error"
+            # Retrying cannot fix a broken model: stop this worker (the supervisor reports it).
+            os.kill(os.getppid(), signal.SIGTERM)
         finally:
             self.heartbeat = Heartbeat(
                 self.sessions,

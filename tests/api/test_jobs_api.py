@@ -92,7 +92,9 @@ def test_cancel_marks_queued_images_and_job(client):
 def test_openapi_healthz_models_samplers(client):
     document = client.get("/api/v1/openapi.json").json
     assert document["openapi"].startswith("3.1")
-    assert {"/api/v1/jobs", "/api/v1/jobs/{job_id}", "/api/v1/images/{image_id}/file", "/healthz"} <= set(document["paths"])
+    assert {"/api/v1/jobs", "/api/v1/jobs/{job_id}", "/api/v1/images/{image_id}/file", "/healthz"} <= set(
+        document["paths"]
+    )
     assert "JobSpec" in document["components"]["schemas"]
     health = client.get("/healthz")
     assert health.status_code == 200 and health.json == {"status": "ok", "database": "ok", "broker": "ok"}

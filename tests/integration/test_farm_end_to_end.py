@@ -21,7 +21,8 @@ PROMPTS = ["a red circle on a blue background", "a green square on a white backg
 def test_bulk_job_runs_to_success_with_files_rows_and_batches(farm):
     client = farm.client
     response = client.post(
-        "/api/v1/jobs", json={"prompts": PROMPTS, "num_images": 4, "steps": 4, "seed": 1000, "negative_prompt": "blurry"}
+        "/api/v1/jobs",
+        json={"prompts": PROMPTS, "num_images": 4, "steps": 4, "seed": 1000, "negative_prompt": "blurry"},
     )
     assert response.status_code == 202
     job = wait_for_job(client, response.json["id"])

@@ -23,7 +23,10 @@ def farm_up(tmp_path):
     log = (tmp_path / "up.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "sdfarm.cli", "up", "--port", str(port), "--data-dir", str(tmp_path / "data")],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -46,7 +49,9 @@ def test_up_serves_a_curl_job_and_stops_cleanly(farm_up):
     process, url, tmp_path = farm_up
     children = psutil.Process(process.pid).children(recursive=True)
     assert any("redis-server" in " ".join(child.cmdline()) for child in children)
-    response = requests.post(url + "/api/v1/jobs", json={"prompts": ["a red circle on a blue background"], "num_images": 2})
+    response = requests.post(
+        url + "/api/v1/jobs", json={"prompts": ["a red circle on a blue background"], "num_images": 2}
+    )
     assert response.status_code == 202
     job_url = url + response.headers["Location"]
     deadline = time.monotonic() + 180

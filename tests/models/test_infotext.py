@@ -6,8 +6,17 @@ from models.infotext import format_infotext, parse_infotext
 
 
 def test_round_trip_with_commas_colons_and_quotes():
-    params = {"Steps": 30, "Sampler": "DPM++ 2M Karras", "CFG scale": 7.5, "Seed": 123, "Size": "512x768",
-              "Model hash": "6ce0161689", "Model": "v1-5", "Lora hashes": 'a: 1, b: "2"', "Clip skip": None}
+    params = {
+        "Steps": 30,
+        "Sampler": "DPM++ 2M Karras",
+        "CFG scale": 7.5,
+        "Seed": 123,
+        "Size": "512x768",
+        "Model hash": "6ce0161689",
+        "Model": "v1-5",
+        "Lora hashes": 'a: 1, b: "2"',
+        "Clip skip": None,
+    }
     text = format_infotext('a cat, on a mat: "yes"', "blurry, low quality", params)
     assert "Clip skip" not in text
     parsed = parse_infotext(text)

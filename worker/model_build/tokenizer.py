@@ -30,7 +30,7 @@ def _byte_alphabet() -> list[str]:
             printable.append(byte)
             codes.append(256 + shift)
             shift += 1
-    return [chr(code) for _, code in sorted(zip(printable, codes))]
+    return [chr(code) for _, code in sorted(zip(printable, codes, strict=True))]
 
 
 def _learn_merges(words: list[str]) -> list[tuple[str, str]]:

@@ -47,11 +47,13 @@ def register_errors(app: Flask) -> None:
 def register_security(app: Flask) -> None:
     """API keys before each request; CSP and nosniff on every response."""
     from api.auth import authenticate
+    from api.rate_limits import check_rate_limit
 
     @app.before_request
     def _authenticate() -> None:
         if request.endpoint not in PUBLIC_ENDPOINTS:
             authenticate()
+            check_rate_limit()
 
     @app.after_request
     def _headers(response: Response) -> Response:

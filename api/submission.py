@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from api.errors import ApiError
 from api.farm import Farm
 from api.init_images import resolve_init_image
+from api.rate_limits import check_queued_cap
 from models.base import utcnow
 from models.catalog import UnknownModelError
 from models.image import Image, ImageStatus
@@ -42,6 +43,7 @@ def submit_job(farm: Farm, session: Session, spec: JobSpec, owner_key_id: int | 
         raise ApiError(
             422, "invalid job", [{"field": "loras", "reason": "no LoRA adapters are installed on this farm"}]
         )
+    check_queued_cap(session, owner_key_id, spec.total)
     init = resolve_init_image(farm, session, spec, owner_key_id)
     defaults = model.defaults
     width = spec.width or (init.width if init else defaults.width)
@@ -66,7 +68,6 @@ def submit_job(farm: Farm, session: Session, spec: JobSpec, owner_key_id: int | 
         owner_key_id=owner_key_id,
         spec=spec.model_dump(mode="json", exclude_none=True, exclude={"init_image"}),
         init_image_key=init.key if init else None,
-        webhook_url=spec.webhook_url,
     )
     session.add(job)
     session.flush()

@@ -71,7 +71,7 @@ class RenderQueue:
 
     def __init__(self, celery_app: Celery, redis_url: str):
         self.celery_app = celery_app
-        self._redis = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+        self.redis = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
 
     def publish(self, model: str, count: int = 1) -> None:
         """Publish `count` messages for `model` (capped to the in-flight window)."""
@@ -87,8 +87,8 @@ class RenderQueue:
 
     def depth(self, model: str) -> int:
         """Messages waiting (not yet taken by a worker) for `model`."""
-        return int(self._redis.llen(queue_name(model)))
+        return int(self.redis.llen(queue_name(model)))
 
     def ping(self) -> bool:
         """True when the broker answers."""
-        return bool(self._redis.ping())
+        return bool(self.redis.ping())

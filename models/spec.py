@@ -61,7 +61,6 @@ class JobSpec(BaseModel):
     strength: float | None = Field(default=None, ge=0.0, le=1.0, description="Image-to-image denoising strength.")
     init_image: str | None = Field(default=None, description="Base64 or data URL of the init image.")
     init_image_id: int | None = Field(default=None, ge=1)
-    webhook_url: str | None = Field(default=None, max_length=2000)
 
     @field_validator("width", "height")
     @classmethod

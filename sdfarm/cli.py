@@ -12,7 +12,15 @@ import click
 
 from sdfarm.settings import Settings
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Never reach a model hub; keep library chatter (progress bars, advisory warnings) out of farm logs.
+for _name, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "DIFFUSERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+}.items():
+    os.environ.setdefault(_name, _value)
 
 
 def _settings(**overrides) -> Settings:
@@ -262,15 +270,47 @@ def keys() -> None:
 def keys_create(name, admin) -> None:
     """Create an API key called NAME and print its secret."""
     from api.auth import create_key
-    from models.db import make_engine, make_session_factory
 
-    settings = _settings()
-    sessions = make_session_factory(make_engine(settings.resolved_database_url))
-    with sessions() as session:
+    with _sessions()() as session:
         key, secret = create_key(session, name, admin)
     click.echo(
         f"created key {key.name} (id {key.id}{', admin' if admin else ''}). Its secret, shown only now:\n{secret}"
     )
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List keys (names and prefixes only; secrets are not stored)."""
+    from sqlalchemy import select
+
+    from models.api_key import ApiKey
+
+    with _sessions()() as session:
+        for key in session.scalars(select(ApiKey).order_by(ApiKey.id)):
+            flags = ", ".join(f for f, on in (("admin", key.is_admin), ("revoked", key.revoked)) if on)
+            click.echo(f"{key.id:>4}  {key.name}  {key.prefix}...  {flags}")
+
+
+@keys.command("revoke")
+@click.argument("name")
+def keys_revoke(name) -> None:
+    """Revoke the key called NAME; requests with it get 401 from now on."""
+    from sqlalchemy import update
+
+    from models.api_key import ApiKey
+
+    with _sessions()() as session:
+        changed = session.execute(update(ApiKey).where(ApiKey.name == name).values(revoked=True)).rowcount
+        session.commit()
+    if not changed:
+        raise click.ClickException(f"no key called {name!r}")
+    click.echo(f"revoked {name}")
+
+
+def _sessions():
+    from models.db import make_engine, make_session_factory
+
+    return make_session_factory(make_engine(_settings().resolved_database_url))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
     cpu_threads: int = Field(default=0, ge=0, description="Torch threads per CPU worker; 0 means all cores.")
     auth: str = Field(default="auto", description="auto (on unless bound to loopback), on or off.")
+    rate_limit_per_minute: int = Field(default=600, ge=0, description="Requests per minute per API key; 0: no limit.")
+    max_queued_per_key: int = Field(default=100_000, ge=1, description="Images one key may have waiting at once.")
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -60,7 +60,6 @@ def upgrade() -> None:
         sa.Column("spec", sa.JSON(), nullable=False),
         sa.Column("canceled_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("init_image_key", sa.Text(), nullable=True),
-        sa.Column("webhook_url", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(["owner_key_id"], ["api_keys.id"], name=op.f("fk_jobs_owner_key_id_api_keys")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
     )

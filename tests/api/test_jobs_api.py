@@ -106,7 +106,7 @@ def test_openapi_healthz_models_samplers(client):
 
 
 def test_healthz_reports_a_dead_broker(app, client):
-    app.extensions["sdfarm"].queue._redis.connection_pool.connection_kwargs["port"] = 1
+    app.extensions["sdfarm"].queue.redis.connection_pool.connection_kwargs["port"] = 1
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json["broker"].startswith("unavailable") and response.json["database"] == "ok"

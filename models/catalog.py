@@ -13,6 +13,7 @@ import json
 import re
 import threading
 from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,15 @@ class ModelDefaults:
 
 
 @dataclass(frozen=True)
+class ModelOptions:
+    """How to load a model, from its defaults file: a VAE override, configs for a single file, a checker."""
+
+    vae: Path | None = None  # a diffusers AutoencoderKL folder or a .safetensors VAE
+    config: Path | None = None  # a diffusers folder whose configs and tokenizers fit a single-file checkpoint
+    safety_checker: bool = False  # run the diffusers safety checker when the weights include one
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     """One servable model: where its weights are and what it defaults to."""
 
@@ -43,13 +53,17 @@ class ModelEntry:
     kind: str  # "diffusers" (a folder) or "single_file" (a .safetensors checkpoint)
     defaults: ModelDefaults = field(default_factory=ModelDefaults)
     builtin: bool = False
+    architecture: str = "sd1"  # "sd1", "sd2", "sdxl", or "unknown" when the files do not say
+    options: ModelOptions = field(default_factory=ModelOptions)
 
     def describe(self) -> dict[str, Any]:
-        """JSON-ready description for the API and the CLI."""
+        """JSON-ready description for the API and the CLI (hashes the weights once per file version)."""
         return {
             "name": self.name,
             "path": str(self.path),
             "kind": self.kind,
+            "architecture": self.architecture,
+            "hash": short_hash(self.path) if self.path.exists() else None,
             "builtin": self.builtin,
             "defaults": asdict(self.defaults),
         }
@@ -72,7 +86,9 @@ class ModelCatalog:
         found: dict[str, ModelEntry] = {}
         if (SHAPES_MODEL_DIR / "model_index.json").is_file():
             found["shapes"] = _entry_for("shapes", SHAPES_MODEL_DIR, builtin=True)
-        found["tiny"] = ModelEntry("tiny", self.tiny_model_dir, "diffusers", ModelDefaults(64, 64, 20), builtin=True)
+        found["tiny"] = ModelEntry(
+            "tiny", self.tiny_model_dir, "diffusers", ModelDefaults(64, 64, 20), builtin=True, architecture="sd1"
+        )
         if self.models_dir.is_dir():
             for path in sorted(self.models_dir.iterdir()):
                 name = path.stem if path.suffix == ".safetensors" else path.name
@@ -110,23 +126,96 @@ class ModelCatalog:
 
 def _entry_for(name: str, path: Path, builtin: bool = False) -> ModelEntry:
     kind = "single_file" if path.suffix == ".safetensors" else "diffusers"
-    return ModelEntry(name, path, kind, _read_defaults(path, kind), builtin)
+    sidecar = _sidecar(path, kind)
+    architecture = sidecar.get("architecture") or detect_architecture(path, kind)
+    defaults = _read_defaults(path, kind, architecture, sidecar)
+    return ModelEntry(name, path, kind, defaults, builtin, architecture, _read_options(path, sidecar))
 
 
-def _read_defaults(path: Path, kind: str) -> ModelDefaults:
-    """Defaults from a `.sdfarm.json` beside the weights, else the native size from the UNet config."""
+def _sidecar(path: Path, kind: str) -> dict[str, Any]:
+    """The model's defaults file (`sdfarm.json` in a folder, `<file>.sdfarm.json` beside a checkpoint)."""
+    sidecar = path.with_name(path.name + DEFAULTS_SUFFIX) if kind == "single_file" else path / "sdfarm.json"
+    if not sidecar.is_file():
+        return {}
+    try:
+        values = json.loads(sidecar.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}  # preflight reports a broken model; the catalog must still list the others
+    return values if isinstance(values, dict) else {}
+
+
+def _read_defaults(path: Path, kind: str, architecture: str, sidecar: dict[str, Any]) -> ModelDefaults:
+    """Defaults from the defaults file, else the native size from the UNet config or the architecture."""
     values: dict[str, Any] = {}
+    if architecture in NATIVE_SIDE:
+        values["width"] = values["height"] = NATIVE_SIDE[architecture]
     if kind == "diffusers":
         unet_config = path / "unet" / "config.json"
         if unet_config.is_file():
             sample_size = json.loads(unet_config.read_text()).get("sample_size")
             if isinstance(sample_size, int):
                 values["width"] = values["height"] = sample_size * 8
-    sidecar = path.with_name(path.name + DEFAULTS_SUFFIX) if kind == "single_file" else path / "sdfarm.json"
-    if sidecar.is_file():
-        overrides = json.loads(sidecar.read_text())
-        values.update({k: v for k, v in overrides.items() if k in ModelDefaults.__dataclass_fields__})
+    values.update({k: v for k, v in sidecar.items() if k in ModelDefaults.__dataclass_fields__})
     return ModelDefaults(**values)
+
+
+def _read_options(path: Path, sidecar: dict[str, Any]) -> ModelOptions:
+    """Loading options; relative paths are relative to the folder that holds the model."""
+
+    def resolve(value: Any) -> Path | None:
+        if not isinstance(value, str) or not value:
+            return None
+        candidate = Path(value).expanduser()
+        return candidate if candidate.is_absolute() else (path.parent / candidate)
+
+    return ModelOptions(
+        vae=resolve(sidecar.get("vae")),
+        config=resolve(sidecar.get("config")),
+        safety_checker=bool(sidecar.get("safety_checker", False)),
+    )
+
+
+# The size each architecture was trained at (SD 2.x 768 models say so in their UNet config).
+NATIVE_SIDE = {"sd1": 512, "sd2": 512, "sdxl": 1024}
+
+
+def detect_architecture(path: Path, kind: str) -> str:
+    """sd1, sd2 or sdxl from the files' names and configs (no weights are read); "unknown" otherwise."""
+    try:
+        if kind == "single_file":
+            return architecture_of_keys(safetensors_keys(path))
+        index = json.loads((path / "model_index.json").read_text())
+        if "text_encoder_2" in index or "XL" in index.get("_class_name", ""):
+            return "sdxl"
+        text_config = path / "text_encoder" / "config.json"
+        # SD 2.x uses OpenCLIP, whose transformer has GELU where OpenAI's CLIP (SD 1.x) has quick GELU.
+        if text_config.is_file() and json.loads(text_config.read_text()).get("hidden_act") == "gelu":
+            return "sd2"
+        return "sd1"
+    except (OSError, ValueError):
+        return "unknown"
+
+
+def architecture_of_keys(keys: Iterable[str]) -> str:
+    """The architecture of an original-layout (LDM) checkpoint, from its text encoders' key names."""
+    keys = list(keys)
+    if any(k.startswith("conditioner.embedders.1.") for k in keys):
+        return "sdxl"
+    if any(k.startswith("cond_stage_model.model.") for k in keys):
+        return "sd2"
+    if any(k.startswith("cond_stage_model.transformer.") for k in keys):
+        return "sd1"
+    return "unknown"
+
+
+def safetensors_keys(file: Path) -> list[str]:
+    """Tensor names from a .safetensors header: 8 bytes of length, then JSON; no weights are read."""
+    with file.open("rb") as handle:
+        length = int.from_bytes(handle.read(8), "little")
+        if not 2 <= length <= 100 * 1024 * 1024:
+            raise ValueError(f"{file} is not a safetensors file")
+        header = json.loads(handle.read(length))
+    return [key for key in header if key != "__metadata__"]
 
 
 _hash_cache: dict[tuple[str, int, int], str] = {}

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     object_dir: Path | None = Field(default=None, description="Image store root; default <data_dir>/objects.")
     model: str | None = Field(default=None, description="Default model: a name in the models dir or a path.")
     models_dir: Path | None = Field(default=None, description="Folder of diffusers folders and .safetensors files.")
+    lora_dir: Path | None = Field(default=None, description="Folder of LoRA .safetensors files; default <data_dir>/loras.")
+    nsfw_display: str = Field(default="blur", description="How the gallery shows flagged images: blur, hide or show.")
     max_batch: int = Field(default=4, ge=1, le=64, description="Most images in one pipeline call.")
     max_images_per_job: int = Field(default=10_000, ge=1, description="Cap on images in one job.")
     max_prompt_chars: int = Field(default=2_000, ge=1)
@@ -46,6 +48,13 @@ class Settings(BaseSettings):
             raise ValueError("SDFARM_AUTH must be auto, on or off")
         return value
 
+    @field_validator("nsfw_display")
+    @classmethod
+    def _known_nsfw_display(cls, value: str) -> str:
+        if value not in {"blur", "hide", "show"}:
+            raise ValueError("SDFARM_NSFW_DISPLAY must be blur, hide or show")
+        return value
+
     @cached_property
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data directory."""
@@ -62,6 +71,11 @@ class Settings(BaseSettings):
     def resolved_models_dir(self) -> Path:
         """Where named models are looked up."""
         return (self.models_dir or self.data_dir / "models").resolve()
+
+    @cached_property
+    def resolved_lora_dir(self) -> Path:
+        """Where LoRA adapters are looked up by name."""
+        return (self.lora_dir or self.data_dir / "loras").resolve()
 
     def auth_required(self) -> bool:
         """Whether API keys are enforced: always unless turned off or auto on a loopback bind."""

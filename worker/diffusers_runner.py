@@ -3,32 +3,44 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
-from diffusers import StableDiffusionImg2ImgPipeline
 from PIL import Image as PILImage
 
 from models.catalog import ModelEntry, short_hash
 from models.samplers import find_sampler
 from worker.loader import load_pipeline
+from worker.lora import LoraSwitcher
+from worker.prompt_encoding import encode_prompts, needs_own_encoding
 from worker.runner import GpuOutOfMemoryError, PipelineRunner, ProgressCallback, RenderOutput, RenderRequest
 
 log = logging.getLogger(__name__)
+
+# Pictures in, one "flagged as NSFW" per picture out.
+SafetyCheck = Callable[[list[PILImage.Image]], list[bool]]
 
 
 class DiffusersRunner(PipelineRunner):
     """Holds the pipeline's components; text-to-image and image-to-image share them."""
 
-    def __init__(self, entry: ModelEntry, device: str):
+    def __init__(self, entry: ModelEntry, device: str, lora_dir: Path | None = None):
         started = time.perf_counter()
         self.model_name = entry.name
         self.device = device
         self.pipeline = load_pipeline(entry, device)
         self.model_hash = short_hash(entry.path)
+        self.is_xl = getattr(self.pipeline, "text_encoder_2", None) is not None
         # The scheduler as shipped with the model; each sampler is derived from it.
         self._base_scheduler_config = dict(self.pipeline.scheduler.config)
-        self._img2img: StableDiffusionImg2ImgPipeline | None = None
+        self._img2img = None
+        self._lora_dir = lora_dir
+        self._loras: LoraSwitcher | None = None
+        # Set only when the model ships a safety checker and its defaults file turns it on; tests inject one.
+        self.safety_check: SafetyCheck | None = _diffusers_safety_check(self.pipeline, device)
         self.load_seconds = time.perf_counter() - started
 
     def _scheduler_for(self, sampler_name: str):
@@ -40,15 +52,36 @@ class DiffusersRunner(PipelineRunner):
         scheduler_class = getattr(diffusers, sampler.scheduler_class)
         return scheduler_class.from_config(self._base_scheduler_config, **sampler.overrides)
 
-    def _img2img_pipeline(self) -> StableDiffusionImg2ImgPipeline:
+    def _img2img_pipeline(self):
         if self._img2img is None:
+            from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline
+
+            pipeline_class = StableDiffusionXLImg2ImgPipeline if self.is_xl else StableDiffusionImg2ImgPipeline
             # Built from the loaded components: no second copy of the weights.
-            self._img2img = StableDiffusionImg2ImgPipeline(**self.pipeline.components)
+            self._img2img = pipeline_class.from_pipe(self.pipeline)
             self._img2img.set_progress_bar_config(disable=True)
         return self._img2img
 
+    def _lora_switcher(self) -> LoraSwitcher:
+        if self._loras is None:
+            lora_dir = self._lora_dir
+            if lora_dir is None:
+                from sdfarm.settings import Settings
+
+                # The worker context predates LoRA support and does not pass the directory yet.
+                lora_dir = Settings().resolved_lora_dir
+            self._loras = LoraSwitcher(self.pipeline, lora_dir)
+        return self._loras
+
     def generate(self, request: RenderRequest, on_progress: ProgressCallback) -> RenderOutput:
         """Run one pipeline call for the whole batch, each image with its own seeded generator."""
+        if request.loras or self._loras is not None:
+            self._lora_switcher().activate(request.loras)
+        if request.init_image is not None and request.strength == 0:
+            # No denoising at all: the init image is the answer (a VAE round trip would only blur it).
+            init = _fit(request.init_image, request.width, request.height)
+            on_progress(1.0)
+            return self._finish([init.copy() for _ in request.seeds], [False] * len(request))
         pipeline = self._img2img_pipeline() if request.init_image is not None else self.pipeline
         pipeline.scheduler = self._scheduler_for(request.sampler)
         # CPU generators give the same starting noise on every device, so a seed means one image.
@@ -58,24 +91,36 @@ class DiffusersRunner(PipelineRunner):
             on_progress((step + 1) / max(1, pipe.num_timesteps))
             return callback_kwargs
 
+        clip_skip = request.clip_skip - 1 if request.clip_skip > 1 else None
         arguments = dict(
-            prompt=request.prompts,
-            negative_prompt=request.negative_prompts if any(request.negative_prompts) else None,
             num_inference_steps=request.steps,
             guidance_scale=request.guidance_scale,
             generator=generators,
             # Decode ourselves: a NaN image can then be decoded again in fp32 without re-denoising.
             output_type="latent",
             callback_on_step_end=step_end,
-            clip_skip=request.clip_skip - 1 if request.clip_skip > 1 else None,
         )
         if request.init_image is not None:
             strength = request.strength if request.strength is not None else 0.75
-            arguments.update(image=request.init_image, strength=strength)
+            # diffusers runs int(steps * strength) steps; a small strength still gets one step.
+            steps = max(request.steps, math.ceil(1 / strength)) if request.steps * strength < 1 else request.steps
+            arguments.update(
+                image=_fit(request.init_image, request.width, request.height),
+                strength=strength,
+                num_inference_steps=steps,
+            )
         else:
             arguments.update(width=request.width, height=request.height)
         try:
             with torch.inference_mode():
+                if needs_own_encoding(pipeline, request.prompts + request.negative_prompts, clip_skip, self.is_xl):
+                    arguments.update(encode_prompts(pipeline, request.prompts, request.negative_prompts, clip_skip))
+                else:
+                    arguments.update(
+                        prompt=request.prompts,
+                        negative_prompt=request.negative_prompts if any(request.negative_prompts) else None,
+                        clip_skip=clip_skip,
+                    )
                 latents = pipeline(**arguments).images
                 pixels = self._decode(latents, self.pipeline.vae.dtype)
                 nan = _nan_rows(pixels)
@@ -88,7 +133,12 @@ class DiffusersRunner(PipelineRunner):
             if self.device.startswith("cuda"):
                 torch.cuda.empty_cache()
             raise GpuOutOfMemoryError(str(error)) from error
-        return _to_output(pixels, nan)
+        return self._finish(_to_pictures(pixels), nan)
+
+    def _finish(self, pictures: list[PILImage.Image], nan: list[bool]) -> RenderOutput:
+        """Attach the safety checker's flags; flagged pictures are kept as they are, never blacked out."""
+        flags = self.safety_check(pictures) if self.safety_check is not None else [False] * len(pictures)
+        return RenderOutput(images=pictures, nan=nan, nsfw=[bool(flag) for flag in flags])
 
     def _decode(self, latents: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """VAE-decode latents to float pixels in 0..1, shaped (batch, height, width, channel)."""
@@ -104,10 +154,36 @@ class DiffusersRunner(PipelineRunner):
         return (decoded.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
 
 
+def _fit(picture: PILImage.Image, width: int, height: int) -> PILImage.Image:
+    """The init image at the size the job renders at."""
+    if picture.size == (width, height):
+        return picture
+    return picture.resize((width, height), PILImage.Resampling.LANCZOS)
+
+
+def _diffusers_safety_check(pipeline, device: str) -> SafetyCheck | None:
+    """The model's own safety checker as a SafetyCheck, or None when the model has none loaded."""
+    checker = getattr(pipeline, "safety_checker", None)
+    extractor = getattr(pipeline, "feature_extractor", None)
+    if checker is None or extractor is None:
+        return None
+    import numpy as np
+
+    def check(pictures: list[PILImage.Image]) -> list[bool]:
+        inputs = extractor(pictures, return_tensors="pt").pixel_values.to(device, checker.dtype)
+        # The checker blacks out what it flags; give it throwaway arrays and keep only its verdicts.
+        placeholders = np.zeros((len(pictures), 8, 8, 3), dtype=np.float32)
+        with torch.inference_mode():
+            _, flags = checker(images=placeholders, clip_input=inputs)
+        return [bool(flag) for flag in flags]
+
+    return check
+
+
 def _nan_rows(pixels: torch.Tensor) -> list[bool]:
     return [not bool(torch.isfinite(image).all()) for image in pixels]
 
 
-def _to_output(pixels: torch.Tensor, nan: list[bool]) -> RenderOutput:
+def _to_pictures(pixels: torch.Tensor) -> list[PILImage.Image]:
     array = torch.nan_to_num(pixels, nan=0.0).mul(255).round().to(torch.uint8).cpu().numpy()
-    return RenderOutput(images=[PILImage.fromarray(image) for image in array], nan=nan)
+    return [PILImage.fromarray(image) for image in array]

@@ -61,16 +61,16 @@ def load_pipeline(entry: ModelEntry, device: str):
                 )
             class_name = json.loads(index.read_text()).get("_class_name", "")
             pipeline_class = StableDiffusionXLPipeline if "XL" in class_name else StableDiffusionPipeline
-            extra = (
-                {}
-                if pipeline_class is StableDiffusionXLPipeline
-                else {"safety_checker": None, "requires_safety_checker": False}
-            )
+            extra = {} if pipeline_class is StableDiffusionXLPipeline else _safety_checker_arguments(entry)
             pipeline = pipeline_class.from_pretrained(entry.path, dtype=dtype, local_files_only=True, **extra)
+            config_folder = entry.path
         else:
-            from worker.single_file import load_single_file
+            from worker.single_file import checkpoint_architecture, config_folder, load_single_file
 
             pipeline = load_single_file(entry, dtype)
+            config_folder = config_folder(entry, checkpoint_architecture(entry.path))
+        if entry.options.vae is not None:
+            pipeline.vae = load_vae(entry, config_folder, dtype)
     except ModelLoadError:
         raise
     except Exception as error:  # diffusers raises many types; the user needs one clear message
@@ -82,3 +82,25 @@ def load_pipeline(entry: ModelEntry, device: str):
         pipeline.vae.to(memory_format=torch.channels_last)
     log.info("loaded model %s (%s) on %s in %s", entry.name, entry.kind, device, dtype)
     return pipeline
+
+
+def _safety_checker_arguments(entry: ModelEntry) -> dict:
+    """Keep the model's safety checker only when its defaults file asks for it and the weights include one."""
+    if entry.options.safety_checker and (entry.path / "safety_checker").is_dir():
+        return {}
+    return {"safety_checker": None, "requires_safety_checker": False}
+
+
+def load_vae(entry: ModelEntry, config_folder, dtype):
+    """The VAE named by the model's `vae` option: a diffusers AutoencoderKL folder or a single file."""
+    from diffusers import AutoencoderKL
+
+    vae_path = entry.options.vae
+    if not vae_path.exists():
+        raise ModelLoadError(f"model {entry.name!r}: its VAE override {vae_path} does not exist")
+    if vae_path.is_dir():
+        return AutoencoderKL.from_pretrained(vae_path, torch_dtype=dtype, local_files_only=True)
+    # A single-file VAE (original layout) takes its architecture from the model's own VAE config.
+    return AutoencoderKL.from_single_file(
+        str(vae_path), config=str(config_folder), subfolder="vae", torch_dtype=dtype, local_files_only=True
+    )

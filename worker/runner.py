@@ -64,10 +64,14 @@ class RenderRequest:
 
 @dataclass
 class RenderOutput:
-    """The pictures of one call, in request order; `nan` marks outputs that were not finite."""
+    """The pictures of one call, in request order; `nan` marks outputs that were not finite.
+
+    `nsfw` holds the safety checker's verdicts (empty when the model has no checker).
+    """
 
     images: list[PILImage.Image]
     nan: list[bool]
+    nsfw: list[bool] = field(default_factory=list)
 
 
 class PipelineRunner(ABC):

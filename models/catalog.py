@@ -12,8 +12,8 @@ import hashlib
 import json
 import re
 import threading
-from dataclasses import asdict, dataclass, field
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 

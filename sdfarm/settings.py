@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     object_dir: Path | None = Field(default=None, description="Image store root; default <data_dir>/objects.")
     model: str | None = Field(default=None, description="Default model: a name in the models dir or a path.")
     models_dir: Path | None = Field(default=None, description="Folder of diffusers folders and .safetensors files.")
-    lora_dir: Path | None = Field(default=None, description="Folder of LoRA .safetensors files; default <data_dir>/loras.")
+    lora_dir: Path | None = Field(default=None, description="LoRA .safetensors files; default <data_dir>/loras.")
     nsfw_display: str = Field(default="blur", description="How the gallery shows flagged images: blur, hide or show.")
     max_batch: int = Field(default=4, ge=1, le=64, description="Most images in one pipeline call.")
     max_images_per_job: int = Field(default=10_000, ge=1, description="Cap on images in one job.")

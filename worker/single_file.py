@@ -42,7 +42,7 @@ def config_folder(entry: ModelEntry, architecture: str) -> Path:
     raise ModelLoadError(
         f"model {entry.name!r} is a single-file {architecture} checkpoint and sdfarm has no {architecture} configs "
         f"to build it with (it never downloads them). Put a diffusers {architecture} model folder beside it in "
-        f"{entry.path.parent}, or name one in {sidecar}: {{\"config\": \"/path/to/diffusers-folder\"}}."
+        f'{entry.path.parent}, or name one in {sidecar}: {{"config": "/path/to/diffusers-folder"}}.'
     )
 
 

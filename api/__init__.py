@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_errors(app)
     register_security(app)
     register_routes(app)
+    register_gallery(app)
     return app
 
 
@@ -62,6 +63,13 @@ def register_security(app: Flask) -> None:
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
         return response
+
+
+def register_gallery(app: Flask) -> None:
+    """The browser gallery's pages (api/gallery/; URLs in api/routes.py's GALLERY_ROUTES)."""
+    from api.gallery import register_gallery_blueprint
+
+    register_gallery_blueprint(app)
 
 
 def register_routes(app: Flask) -> None:

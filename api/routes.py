@@ -1,4 +1,4 @@
-"""Every URL of the API in one place."""
+"""Every URL of the API and of the gallery's pages in one place."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from flask import Flask
 
 from api import catalog, health, images, jobs, openapi, workers
+from api.gallery import views as gallery
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,16 @@ API_ROUTES: tuple[Route, ...] = (
     Route("/api/v1/samplers", ("GET",), catalog.list_samplers, "Accepted sampler names"),
     Route("/api/v1/openapi.json", ("GET",), openapi.openapi_document, "This document"),
     Route("/healthz", ("GET",), health.healthz, "Database and broker health"),
+)
+
+
+# The browser gallery (HTML pages; api/gallery/ registers them on its blueprint, endpoints `gallery.<view>`).
+GALLERY_ROUTES: tuple[Route, ...] = (
+    Route("/", ("GET",), gallery.gallery_page, "Gallery: thumbnails, newest first, with search and filters"),
+    Route("/images/<int:image_id>", ("GET",), gallery.image_page, "One image, its parameters and actions"),
+    Route("/images/<int:image_id>/more", ("POST",), gallery.more_like_this_submit, "Same parameters, new seeds"),
+    Route("/jobs", ("GET",), gallery.jobs_page, "Jobs with live progress, and the submit form"),
+    Route("/jobs", ("POST",), gallery.submit_job_form, "Submit a bulk job from the form"),
 )
 
 

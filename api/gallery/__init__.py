@@ -1,0 +1,38 @@
+"""The browser gallery: server-rendered pages over the same data and services as the JSON API."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, Response, render_template
+from werkzeug.exceptions import HTTPException
+
+from api.errors import ApiError
+
+
+def make_blueprint() -> Blueprint:
+    """A fresh blueprint with the pages of api/routes.py's GALLERY_ROUTES (one per app, as tests build many)."""
+    from api.gallery.guard import require_same_origin
+    from api.routes import GALLERY_ROUTES
+
+    blueprint = Blueprint("gallery", __name__)
+    for route in GALLERY_ROUTES:
+        blueprint.add_url_rule(route.rule, view_func=route.view, methods=list(route.methods))
+    blueprint.before_request(require_same_origin)
+    # Errors raised while serving a page become HTML pages; the JSON API's handlers stay as they are.
+    blueprint.register_error_handler(ApiError, _api_error_page)
+    blueprint.register_error_handler(HTTPException, _http_error_page)
+    return blueprint
+
+
+def register_gallery_blueprint(app: Flask) -> None:
+    """Add the gallery's pages to the app."""
+    app.register_blueprint(make_blueprint())
+
+
+def _api_error_page(error: ApiError) -> tuple[Response | str, int, dict]:
+    html = render_template("error.html", status=error.status, message=error.message, fields=error.fields)
+    return html, error.status, error.headers
+
+
+def _http_error_page(error: HTTPException) -> tuple[str, int]:
+    status = error.code or 500
+    return render_template("error.html", status=status, message=error.description or error.name, fields=[]), status

@@ -1,0 +1,114 @@
+"""Prompt search on both databases: whole words, any case, every word required, user text never parsed as syntax."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from api.gallery.filters import GalleryFilters
+from api.gallery.queries import Cursor, gallery_images
+from api.gallery.search import PostgresSearch, SqliteFtsSearch, query_words, search_for_dialect
+from models import Image
+from tests.gallery.rows import add_images
+
+PROMPTS = [
+    "a red circle on a blue background",
+    "a green square on a white background",
+    "a photo of a cat, Red fur",
+    "Café au lait in a big mug",
+    "robot_arm welding sparks",
+]
+
+
+def search(session, text: str, **filters) -> list[str]:
+    search_impl = search_for_dialect(session.get_bind().dialect.name)
+    page = gallery_images(session, GalleryFilters(q=text, **filters), search_impl, None, Cursor())
+    return [image.prompt for image in page.rows]
+
+
+def test_search_is_chosen_by_dialect():
+    assert isinstance(search_for_dialect("sqlite"), SqliteFtsSearch)
+    assert isinstance(search_for_dialect("postgresql"), PostgresSearch)
+    with pytest.raises(ValueError, match="mysql"):
+        search_for_dialect("mysql")
+
+
+def test_query_words_drop_syntax():
+    assert query_words('red "OR" cat* NEAR(a b) -x') == ["red", "OR", "cat", "NEAR", "a", "b", "x"]
+    assert query_words("robot_arm") == ["robot", "arm"]
+    assert query_words("<script>") == ["script"]
+    assert SqliteFtsSearch.match_expression(["red", "cat"]) == '"red" "cat"'
+
+
+def test_whole_words_any_case_all_required(session):
+    add_images(session, PROMPTS)
+    assert search(session, "red") == [PROMPTS[2], PROMPTS[0]]  # newest first, "Red" matches too
+    assert search(session, "RED background") == [PROMPTS[0]]
+    assert search(session, "background") == [PROMPTS[1], PROMPTS[0]]
+    assert search(session, "circ") == []  # whole words only, on both databases
+    assert search(session, "café") == [PROMPTS[3]]
+    assert search(session, "arm") == [PROMPTS[4]]
+    assert search(session, "dog") == []
+
+
+def test_query_syntax_is_not_interpreted(session):
+    add_images(session, PROMPTS)
+    for text in ['"', "'", "red OR cat", "NEAR(red cat)", "cat*", "a:b", "-red", "^red", "\\", "%_", "red & !cat"]:
+        results = search(session, text)
+        words = [word.lower() for word in query_words(text)]
+        assert all(all(word in prompt.lower().replace(",", " ").split() for word in words) for prompt in results), text
+    assert search(session, "red OR cat") == []  # OR is a word here, not an operator
+
+
+def test_empty_or_punctuation_only_query_shows_everything(session):
+    add_images(session, PROMPTS)
+    assert len(search(session, "")) == len(search(session, "!!! ...")) == len(PROMPTS)
+
+
+def test_search_combines_with_filters_and_pages(session):
+    first = add_images(session, [f"a cat number {n}" for n in range(60)])
+    add_images(session, ["a cat in a failed job"], status="failed")
+    add_images(session, ["a dog"] * 5)
+    page = gallery_images(session, GalleryFilters(q="cat"), search_for_dialect(session.get_bind().dialect.name), None, Cursor())
+    assert len(page.rows) == 48 and page.older == page.rows[-1].id and page.newer is None
+    rest = gallery_images(session, GalleryFilters(q="cat"), search_for_dialect(session.get_bind().dialect.name), None, Cursor(before=page.older))
+    assert [image.id for image in page.rows + rest.rows] == [image.id for image in reversed(first)]
+    assert rest.older is None and rest.newer == rest.rows[0].id
+    assert search(session, "cat", status="failed") == ["a cat in a failed job"]
+    assert search(session, "cat", job=first[0].job_id, seed=1005) == ["a cat number 5"]
+
+
+def test_index_follows_updates_and_deletes(session):
+    images = add_images(session, ["an old prompt", "another prompt"])
+    images[0].prompt = "a brand new prompt"
+    images[0].status = "running"
+    session.commit()
+    session.delete(images[1])
+    session.commit()
+    assert search(session, "old", status="any") == []
+    assert search(session, "brand", status="any") == ["a brand new prompt"]
+    assert search(session, "another", status="any") == []
+    # Status changes alone (what workers do all day) leave the row findable.
+    images[0].status = "succeeded"
+    session.commit()
+    assert search(session, "brand") == ["a brand new prompt"]
+
+
+def test_rows_from_before_the_migration_are_indexed(tmp_path):
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from sdfarm.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade(url, "0001")
+    engine = create_engine(url)
+    with Session(engine) as old_session:
+        add_images(old_session, ["written before the search index existed"])
+    upgrade(url)
+    with Session(engine) as new_session:
+        assert search(new_session, "existed") == ["written before the search index existed"]
+        assert new_session.scalar(select(Image.id)) is not None
+    engine.dispose()
+
+

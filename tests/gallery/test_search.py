@@ -69,9 +69,10 @@ def test_search_combines_with_filters_and_pages(session):
     first = add_images(session, [f"a cat number {n}" for n in range(60)])
     add_images(session, ["a cat in a failed job"], status="failed")
     add_images(session, ["a dog"] * 5)
-    page = gallery_images(session, GalleryFilters(q="cat"), search_for_dialect(session.get_bind().dialect.name), None, Cursor())
+    prompt_search = search_for_dialect(session.get_bind().dialect.name)
+    page = gallery_images(session, GalleryFilters(q="cat"), prompt_search, None, Cursor())
     assert len(page.rows) == 48 and page.older == page.rows[-1].id and page.newer is None
-    rest = gallery_images(session, GalleryFilters(q="cat"), search_for_dialect(session.get_bind().dialect.name), None, Cursor(before=page.older))
+    rest = gallery_images(session, GalleryFilters(q="cat"), prompt_search, None, Cursor(before=page.older))
     assert [image.id for image in page.rows + rest.rows] == [image.id for image in reversed(first)]
     assert rest.older is None and rest.newer == rest.rows[0].id
     assert search(session, "cat", status="failed") == ["a cat in a failed job"]
@@ -110,5 +111,3 @@ def test_rows_from_before_the_migration_are_indexed(tmp_path):
         assert search(new_session, "existed") == ["written before the search index existed"]
         assert new_session.scalar(select(Image.id)) is not None
     engine.dispose()
-
-

@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 from api.auth import owner_id, owner_scope
 from api.errors import ApiError
 from api.farm import db, farm
+from api.init_images import multipart_job
 from api.pagination import next_cursor, page_args
 from api.presenters import job_out, online_workers_by_model
 from api.request_body import parse_body
@@ -56,9 +57,17 @@ def render_job(job: Job, with_images: bool = True) -> dict:
 
 
 def create_job() -> tuple[Response, int, dict]:
-    """POST /api/v1/jobs: validate, store, enqueue; 202 with the job and its Location."""
-    spec = parse_body(JobSpec, spec_context())
-    job = submit_job(farm(), db(), spec, owner_id())
+    """POST /api/v1/jobs: validate, store, enqueue; 202 with the job and its Location.
+
+    The body is the job as JSON, or `multipart/form-data` with the JSON in a `job` part and
+    the init image as an `init_image` file part (no base64 needed).
+    """
+    upload = None
+    if request.mimetype == "multipart/form-data":
+        spec, upload = multipart_job(spec_context())
+    else:
+        spec = parse_body(JobSpec, spec_context())
+    job = submit_job(farm(), db(), spec, owner_id(), init_upload=upload)
     body = render_job(job, with_images=False)
     return jsonify(body), 202, {"Location": f"/api/v1/jobs/{job.id}"}
 

@@ -24,8 +24,26 @@ _OPERATIONS: dict[tuple[str, str], tuple[type[BaseModel] | None, int, type[BaseM
     ("GET", "/api/v1/workers"): (None, 200, schemas.WorkerList, None),
     ("GET", "/api/v1/models"): (None, 200, schemas.ModelList, None),
     ("GET", "/api/v1/samplers"): (None, 200, schemas.SamplerList, None),
+    ("POST", "/api/v1/png-info"): (schemas.PngInfoIn, 200, schemas.PngInfoOut, None),
     ("GET", "/api/v1/openapi.json"): (None, 200, None, "application/json"),
     ("GET", "/healthz"): (None, 200, schemas.Health, None),
+}
+
+# Operations that also take `multipart/form-data`: the parts and what each holds.
+_MULTIPART: dict[str, dict[str, Any]] = {
+    "/api/v1/jobs": {
+        "type": "object",
+        "required": ["job"],
+        "properties": {
+            "job": {"type": "string", "description": "The job as JSON (the application/json body)."},
+            "init_image": {"type": "string", "format": "binary", "description": "PNG, JPEG or WebP init image."},
+        },
+    },
+    "/api/v1/png-info": {
+        "type": "object",
+        "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary", "description": "The PNG."}},
+    },
 }
 
 _QUERY: dict[str, list[str]] = {
@@ -99,6 +117,8 @@ def build_document(authenticated: bool = False) -> dict[str, Any]:
                     "required": True,
                     "content": {"application/json": {"schema": ref(request_model)}},
                 }
+                if method == "POST" and route.rule in _MULTIPART:
+                    operation["requestBody"]["content"]["multipart/form-data"] = {"schema": _MULTIPART[route.rule]}
             paths.setdefault(path, {})[method.lower()] = operation
     document: dict[str, Any] = {
         "openapi": "3.1.0",

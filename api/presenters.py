@@ -45,6 +45,7 @@ def image_out(image: Image) -> ImageOut:
         finished_at=image.finished_at,
         render_seconds=image.render_seconds,
         sha256=image.sha256,
+        nsfw=bool(image.nsfw),
         url=f"/api/v1/images/{image.id}/file" if done else None,
         thumbnail_url=f"/api/v1/images/{image.id}/thumbnail" if done and image.thumb_key else None,
     )

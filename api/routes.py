@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from api import catalog, health, images, jobs, openapi, workers
+from api import catalog, health, images, jobs, openapi, png_info, workers
 from api.gallery import views as gallery
 
 
@@ -33,6 +33,7 @@ API_ROUTES: tuple[Route, ...] = (
     Route("/api/v1/workers", ("GET",), workers.list_workers, "Workers and their last heartbeat"),
     Route("/api/v1/models", ("GET",), catalog.list_models, "Models, their workers and queues"),
     Route("/api/v1/samplers", ("GET",), catalog.list_samplers, "Accepted sampler names"),
+    Route("/api/v1/png-info", ("POST",), png_info.png_info, "Generation parameters embedded in a PNG"),
     Route("/api/v1/openapi.json", ("GET",), openapi.openapi_document, "This document"),
     Route("/healthz", ("GET",), health.healthz, "Database and broker health"),
 )

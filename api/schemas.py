@@ -61,6 +61,7 @@ class ImageOut(BaseModel):
     finished_at: datetime | None
     render_seconds: float | None
     sha256: str | None
+    nsfw: bool = Field(default=False, description="Flagged by the model's safety checker (the image is kept).")
     url: str | None = Field(description="The PNG, once the image succeeded.")
     thumbnail_url: str | None
 
@@ -132,6 +133,8 @@ class ModelOut(BaseModel):
 
     name: str
     kind: str
+    architecture: str = Field(description="sd1, sd2, sdxl, or unknown.")
+    hash: str | None = Field(description="Short SHA-256 of the weights (A1111's 10-hex 'Model hash').")
     path: str
     builtin: bool
     default: bool
@@ -159,6 +162,19 @@ class SamplerList(BaseModel):
     """Every accepted sampler."""
 
     samplers: list[SamplerOut]
+
+
+class PngInfoIn(BaseModel):
+    """A picture for png-info as JSON (multipart uploads use a `file` part instead)."""
+
+    image: str = Field(description="Base64 or a data URL of the PNG.")
+
+
+class PngInfoOut(BaseModel):
+    """The infotext embedded in a picture and its parsed fields (prompt, negative_prompt, params, steps...)."""
+
+    infotext: str | None = Field(description="The raw `parameters` text; null when the picture carries none.")
+    parameters: dict[str, Any] | None
 
 
 class Health(BaseModel):

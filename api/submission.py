@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import secrets
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert
@@ -16,7 +17,7 @@ from api.farm import Farm
 from api.init_images import resolve_init_image
 from api.rate_limits import check_queued_cap
 from models.base import utcnow
-from models.catalog import UnknownModelError
+from models.catalog import UnknownModelError, list_loras, lora_path, short_hash
 from models.image import Image, ImageStatus
 from models.job import Job
 from models.samplers import find_sampler
@@ -30,7 +31,25 @@ def batch_key(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def submit_job(farm: Farm, session: Session, spec: JobSpec, owner_key_id: int | None) -> Job:
+def resolve_loras(lora_dir: Path, spec: JobSpec) -> list[dict[str, Any]]:
+    """The job's LoRA adapters as stored on each row: name, weight and the file's short hash; 422 if unknown."""
+    resolved = []
+    for position, lora in enumerate(spec.loras):
+        path = lora_path(lora_dir, lora.name)
+        if path is None:
+            known = ", ".join(sorted(list_loras(lora_dir))) or "none installed"
+            reason = f"unknown LoRA {lora.name!r}; known: {known}"
+            raise ApiError(422, "invalid job", [{"field": f"loras.{position}.name", "reason": reason}])
+        if any(r["name"] == lora.name for r in resolved):
+            reason = f"LoRA {lora.name!r} is named twice"
+            raise ApiError(422, "invalid job", [{"field": f"loras.{position}.name", "reason": reason}])
+        resolved.append({"name": lora.name, "weight": lora.weight, "hash": short_hash(path)})
+    return resolved
+
+
+def submit_job(
+    farm: Farm, session: Session, spec: JobSpec, owner_key_id: int | None, init_upload: bytes | None = None
+) -> Job:
     """Store the job and one row per image, commit, then publish; the job is never half-stored."""
     try:
         model = farm.catalog.get(spec.model)
@@ -39,12 +58,9 @@ def submit_job(farm: Farm, session: Session, spec: JobSpec, owner_key_id: int | 
         raise ApiError(
             422, "invalid job", [{"field": "model", "reason": f"unknown model {spec.model!r}; known: {known}"}]
         ) from None
-    if spec.loras:
-        raise ApiError(
-            422, "invalid job", [{"field": "loras", "reason": "no LoRA adapters are installed on this farm"}]
-        )
+    loras = resolve_loras(farm.settings.resolved_lora_dir, spec)
     check_queued_cap(session, owner_key_id, spec.total)
-    init = resolve_init_image(farm, session, spec, owner_key_id)
+    init = resolve_init_image(farm, session, spec, owner_key_id, init_upload)
     defaults = model.defaults
     width = spec.width or (init.width if init else defaults.width)
     height = spec.height or (init.height if init else defaults.height)
@@ -58,7 +74,7 @@ def submit_job(farm: Farm, session: Session, spec: JobSpec, owner_key_id: int | 
         "scheduler": sampler,
         "clip_skip": spec.clip_skip,
         "strength": (spec.strength if spec.strength is not None else 0.75) if init else None,
-        "loras": [],
+        "loras": loras,
     }
     key = batch_key({**common, "sampler": find_sampler(sampler).label, "init": init.key if init else None})
     job = Job(

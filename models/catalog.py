@@ -251,3 +251,20 @@ def _sha256_file(file: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def lora_path(lora_dir: Path, name: str) -> Path | None:
+    """The LoRA adapter file for `name` in lora_dir, or None; a name never reaches outside the directory."""
+    if not MODEL_NAME.match(name):
+        return None
+    candidate = (lora_dir / f"{name}.safetensors").resolve()
+    if candidate.parent != lora_dir.resolve() or not candidate.is_file():
+        return None
+    return candidate
+
+
+def list_loras(lora_dir: Path) -> dict[str, Path]:
+    """Every LoRA adapter in lora_dir by name (the file stem)."""
+    if not lora_dir.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(lora_dir.glob("*.safetensors")) if p.is_file() and MODEL_NAME.match(p.stem)}

@@ -245,7 +245,7 @@ def models_group() -> None:
 
 @models_group.command("list")
 def models_list() -> None:
-    """List models with kind, hash and defaults."""
+    """List models with kind, architecture (sd1, sd2, sdxl), hash and defaults."""
     from models.catalog import ModelCatalog, short_hash
 
     settings = _settings()
@@ -255,7 +255,8 @@ def models_list() -> None:
         default = " (default)" if name == catalog.default_name else ""
         d = entry.defaults
         click.echo(
-            f"{name}{default}  {entry.kind}  {digest}  {d.width}x{d.height} {d.steps} steps {d.sampler}  {entry.path}"
+            f"{name}{default}  {entry.kind}  {entry.architecture}  {digest}  "
+            f"{d.width}x{d.height} {d.steps} steps {d.sampler}  {entry.path}"
         )
 
 

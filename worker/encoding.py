@@ -26,6 +26,7 @@ def infotext_for(item: Image, sampler_label: str | None = None) -> str:
         "Denoising strength": item.strength,
         "Clip skip": item.clip_skip if item.clip_skip > 1 else None,
         "Lora hashes": ", ".join(f"{lora['name']}: {lora.get('hash', '')}" for lora in item.loras) or None,
+        "NSFW": "True" if item.nsfw else None,
         "Version": "sdfarm",
     }
     return format_infotext(item.prompt, item.negative_prompt, params)

@@ -12,25 +12,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from models.catalog import short_hash
+from models.catalog import lora_path, short_hash
 from worker.runner import ModelLoadError
 
 log = logging.getLogger(__name__)
-
-
-def lora_file(lora_dir: Path, name: str) -> Path | None:
-    """The adapter file for `name` in lora_dir, or None; names never leave the directory."""
-    candidate = (lora_dir / f"{name}.safetensors").resolve()
-    if candidate.parent != lora_dir.resolve() or not candidate.is_file():
-        return None
-    return candidate
-
-
-def available_loras(lora_dir: Path) -> dict[str, Path]:
-    """Every adapter in lora_dir by name."""
-    if not lora_dir.is_dir():
-        return {}
-    return {path.stem: path for path in sorted(lora_dir.glob("*.safetensors")) if path.is_file()}
 
 
 class LoraSwitcher:
@@ -58,7 +43,7 @@ class LoraSwitcher:
 
     def _adapter(self, lora: dict[str, Any]) -> str:
         name = lora["name"]
-        path = lora_file(self.lora_dir, name)
+        path = lora_path(self.lora_dir, name)
         if path is None:
             raise ModelLoadError(f"LoRA {name!r} is not in {self.lora_dir} on this worker")
         digest = short_hash(path)

@@ -59,6 +59,7 @@ class ResultStore:
             object_key=key,
             thumb_key=thumb_key,
             sha256=hashlib.sha256(png).hexdigest(),
+            nsfw=bool(item.nsfw),
             model_hash=self.model_hash,
             finished_at=utcnow(),
             progress=1.0,

@@ -123,7 +123,10 @@ class RenderService:
                 items[half:], request.subset(half, len(items)), lease
             )
         outcomes: list[tuple] = []
-        for item, picture, is_nan in zip(items, output.images, output.nan, strict=True):
+        flagged = output.nsfw or [False] * len(items)
+        for item, picture, is_nan, nsfw in zip(items, output.images, output.nan, flagged, strict=True):
+            # A flagged picture is kept and marked (row and infotext), never swapped for a black one.
+            item.nsfw = nsfw
             if is_nan:
                 reason = "the image came out as NaN (black) even with the VAE in fp32; try another seed or VAE"
                 outcomes.append((item, PermanentItemError(reason)))

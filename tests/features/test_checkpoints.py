@@ -1,0 +1,105 @@
+"""Checkpoints: tiny SD 1.x, 2.x and XL as diffusers folders and single LDM-layout files load offline and render."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from models.catalog import ModelCatalog
+from tests.features.conftest import TINY_MODELS
+from tests.features.helpers import difference, render, runner_for
+from worker.runner import ModelLoadError
+
+
+@pytest.mark.parametrize("architecture", ["sd1", "sd2", "sdxl"])
+def test_ldm_layout_round_trips_through_diffusers_own_converters(feature_models, architecture):
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+
+    from worker.model_build.checkpoint import pipeline_to_ldm
+
+    folder = {"sd1": "tiny-sd1", "sd2": "tiny-sd2", "sdxl": "tiny-xl"}[architecture]
+    pipeline_class = StableDiffusionXLPipeline if architecture == "sdxl" else StableDiffusionPipeline
+    pipeline = pipeline_class.from_pretrained(feature_models / folder, local_files_only=True)
+    ldm = pipeline_to_ldm(pipeline, architecture)
+    for component, converted in (
+        (pipeline.unet, convert_ldm_unet_checkpoint(ldm, dict(pipeline.unet.config))),
+        (pipeline.vae, convert_ldm_vae_checkpoint(ldm, dict(pipeline.vae.config))),
+    ):
+        original = component.state_dict()
+        assert set(converted) == set(original)
+        assert all(torch.equal(converted[k].reshape(original[k].shape), original[k]) for k in original)
+
+
+def test_catalog_reports_kind_architecture_hash_and_defaults(feature_models):
+    entries = ModelCatalog(feature_models).entries()
+    for name, (architecture, _folder) in TINY_MODELS.items():
+        entry = entries[name]
+        assert entry.architecture == architecture
+        assert entry.kind == ("single_file" if name.endswith("-single") else "diffusers")
+        described = entry.describe()
+        assert len(described["hash"]) == 10 and int(described["hash"], 16) >= 0
+    assert entries["tiny-xl"].defaults.width == 64  # the UNet's own sample size wins over the 1024 of SDXL
+    assert entries["tiny-xl-single"].defaults.width == 1024  # a single file has no UNet config: SDXL's native
+
+
+def test_models_api_lists_architecture_and_hash(client):
+    models = {m["name"]: m for m in client.get("/api/v1/models").json["models"]}
+    for name, (architecture, _folder) in TINY_MODELS.items():
+        assert models[name]["architecture"] == architecture
+        assert len(models[name]["hash"]) == 10
+        assert set(models[name]["defaults"]) >= {"width", "height", "steps", "sampler"}
+
+
+@pytest.mark.parametrize("name", ["tiny-sd2-single", "tiny-xl-single", "tiny-sd1-single"])
+def test_single_file_loads_offline_and_renders_like_its_diffusers_folder(feature_models, name):
+    _architecture, folder = TINY_MODELS[name]
+    single = runner_for(feature_models, name)
+    folder_runner = runner_for(feature_models, folder)
+    if name == "tiny-xl-single":
+        assert type(single.pipeline).__name__ == "StableDiffusionXLPipeline"
+    pictures = render(single, prompts=["a cat", "a dog"], negative_prompts=["", "blurry"], seeds=[1, 2])
+    same = render(folder_runner, prompts=["a cat", "a dog"], negative_prompts=["", "blurry"], seeds=[1, 2])
+    assert len(pictures) == 2 and pictures[0].shape == (64, 64, 3)
+    # The same weights in the other layout: the same pictures.
+    assert difference(pictures[0], same[0]) < 0.5 and difference(pictures[1], same[1]) < 0.5
+    assert difference(pictures[0], pictures[1]) > 1
+
+
+def test_sdxl_runs_img2img_and_the_samplers_through_its_own_pipelines(feature_models):
+    from tests.features.helpers import noise_picture
+
+    runner = runner_for(feature_models, "tiny-xl")
+    assert type(runner.pipeline).__name__ == "StableDiffusionXLPipeline"
+    (picture,) = render(runner, init_image=noise_picture(1), strength=0.5, sampler="DPM++ 2M Karras")
+    assert picture.shape == (64, 64, 3)
+    assert type(runner._img2img_pipeline()).__name__ == "StableDiffusionXLImg2ImgPipeline"
+
+
+def test_vae_override_replaces_the_models_vae(feature_models, other_vae, tmp_path):
+    import shutil
+
+    from worker.diffusers_runner import DiffusersRunner
+
+    shutil.copytree(feature_models / "tiny-sd1", tmp_path / "with-vae")
+    (tmp_path / "with-vae" / "sdfarm.json").write_text(json.dumps({"vae": str(other_vae)}))
+    entry = ModelCatalog(tmp_path).get("with-vae")
+    assert entry.options.vae == other_vae
+    overridden = render(DiffusersRunner(entry, "cpu"))[0]
+    original = render(runner_for(feature_models, "tiny-sd1"))[0]
+    assert difference(overridden, original) > 1
+
+
+def test_single_file_without_configs_fails_with_a_clear_message(feature_models, tmp_path):
+    import shutil
+
+    from worker.loader import load_pipeline
+
+    shutil.copy(feature_models / "tiny-xl-single.safetensors", tmp_path / "lonely.safetensors")
+    with pytest.raises(ModelLoadError, match="no sdxl configs.*never downloads"):
+        load_pipeline(ModelCatalog(tmp_path).get("lonely"), "cpu")
+    (tmp_path / "not-a-model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    with pytest.raises(ModelLoadError):
+        load_pipeline(ModelCatalog(tmp_path).get("not-a-model"), "cpu")

@@ -76,7 +76,9 @@ def submit_job(
         "strength": (spec.strength if spec.strength is not None else 0.75) if init else None,
         "loras": loras,
     }
-    key = batch_key({**common, "sampler": find_sampler(sampler).label, "init": init.key if init else None})
+    # Two names of one sampler run alike and may share a batch; each row keeps the name it was asked with.
+    shared = {k: v for k, v in common.items() if k != "scheduler"}
+    key = batch_key({**shared, "sampler": find_sampler(sampler).label, "init": init.key if init else None})
     job = Job(
         model=model.name,
         priority=spec.priority,

@@ -70,6 +70,7 @@ def page(browser, live_farm):
 
     tab.on("dialog", on_dialog)
     tab.on("pageerror", lambda error: errors.append(str(error)))
+
     def on_console(message) -> None:
         # A form with errors answers 422 by design (as the API does); Chromium logs that document's status.
         if message.type == "error" and "status of 422" not in message.text:

@@ -114,7 +114,8 @@ def worker(gpus, cpu_workers, model, max_batch) -> None:
         selected = parse_gpu_selection(gpus, list_gpus())
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    workers = plan_workers(entry.name, selected, cpu_workers, settings.max_batch, settings)
+    tag_model = entry.name != catalog.default_name
+    workers = plan_workers(entry.name, selected, cpu_workers, settings.max_batch, settings, tag_model)
     sys.exit(Supervisor(settings, workers).run())
 
 

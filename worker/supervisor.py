@@ -55,17 +55,22 @@ class WorkerProcess:
 
 
 def plan_workers(
-    model: str, gpus: list[int] | None, cpu_workers: int, max_batch: int, settings: Settings
+    model: str, gpus: list[int] | None, cpu_workers: int, max_batch: int, settings: Settings, tag_model: bool = False
 ) -> list[WorkerProcess]:
-    """One worker per GPU, or `cpu_workers` CPU workers sharing the cores."""
+    """One worker per GPU, or `cpu_workers` CPU workers sharing the cores.
+
+    Names say device and host (`gpu0@host`); with `tag_model` they also say the model
+    (`gpu0-sdxl@host`), so workers of several models on one machine stay distinct.
+    """
     host = socket.gethostname()
+    suffix = f"-{model}" if tag_model else ""
     base_env = dict(os.environ)
     if gpus is None:
         threads = settings.cpu_threads or max(1, (os.cpu_count() or 1) // cpu_workers)
         env = {**base_env, "CUDA_VISIBLE_DEVICES": "", "SDFARM_DEVICE": "cpu", "SDFARM_CPU_THREADS": str(threads)}
-        return [WorkerProcess(f"cpu{i}@{host}", model, env, max_batch) for i in range(cpu_workers)]
+        return [WorkerProcess(f"cpu{i}{suffix}@{host}", model, env, max_batch) for i in range(cpu_workers)]
     return [
-        WorkerProcess(f"gpu{index}@{host}", model, {**base_env, "CUDA_VISIBLE_DEVICES": str(index)}, max_batch)
+        WorkerProcess(f"gpu{index}{suffix}@{host}", model, {**base_env, "CUDA_VISIBLE_DEVICES": str(index)}, max_batch)
         for index in gpus
     ]
 

@@ -57,6 +57,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "SDFARM_WORKER_OFFLINE_SECONDS": str(settings.worker_offline_seconds),
         "SDFARM_MAX_ATTEMPTS": str(settings.max_attempts),
         "SDFARM_AUTH": settings.auth,
+        "SDFARM_RUNNER": settings.runner,
         "HF_HUB_OFFLINE": "1",
     }
     if settings.model:

@@ -7,14 +7,16 @@ a child whose `worker_process_init` takes longer than 4 seconds.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 
 from sqlalchemy import update
 
-from models.catalog import ModelCatalog
+from models.catalog import ModelCatalog, ModelEntry
 from models.db import make_engine, make_session_factory
 from models.image import Image, ImageStatus
 from models.image_store import LocalImageStore
@@ -53,7 +55,7 @@ class WorkerContext:
 
     def _load(self, runner_factory) -> None:
         try:
-            runner = (runner_factory or self._diffusers_runner)()
+            runner = (runner_factory or self._configured_runner)()
             self.service = RenderService(
                 self.sessions,
                 self.store,
@@ -91,17 +93,16 @@ class WorkerContext:
             self.heartbeat.start()
             self._ready.set()
 
-    def _diffusers_runner(self) -> PipelineRunner:
+    def _configured_runner(self) -> PipelineRunner:
         import torch
 
-        from worker.diffusers_runner import DiffusersRunner
         from worker.loader import pick_device
 
         device = pick_device(self.settings.device)
         if device == "cpu":
             torch.set_num_threads(self.settings.cpu_threads or os.cpu_count() or 1)
         catalog = ModelCatalog(self.settings.resolved_models_dir, self.settings.model)
-        runner = DiffusersRunner(catalog.get(self.model), device)
+        runner = runner_factory(self.settings.runner)(catalog.get(self.model), device)
         self._warm_up(runner)
         return runner
 
@@ -124,7 +125,7 @@ class WorkerContext:
     def shutdown(self) -> None:
         """Finish saving, hand back what this process still holds, and say goodbye."""
         if self.service is not None:
-            self.service.flush()
+            self.service.close()
         with self.sessions() as session:
             # Anything still leased by this worker was interrupted: back to the queue at once.
             released = session.execute(
@@ -139,6 +140,22 @@ class WorkerContext:
         if self.heartbeat is not None:
             self.heartbeat.stop()
         self.engine.dispose()
+
+
+def runner_factory(spec: str) -> Callable[[ModelEntry, str], PipelineRunner]:
+    """`diffusers` (the real pipeline) or `module:callable` taking (model entry, device).
+
+    The hook lets a benchmark simulate GPUs with a fixed sleep, and fault tests inject
+    out-of-memory errors or crashes, while the rest of the worker stays the real one.
+    """
+    if spec == "diffusers":
+        from worker.diffusers_runner import DiffusersRunner
+
+        return DiffusersRunner
+    module_name, _, attribute = spec.partition(":")
+    if not attribute:
+        raise ValueError(f"SDFARM_RUNNER={spec!r}: expected 'diffusers' or 'package.module:callable'")
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 def device_info(device: str) -> dict:

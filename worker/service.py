@@ -6,7 +6,7 @@ import io
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from PIL import Image as PILImage
 from sqlalchemy.orm import Session, sessionmaker
@@ -56,6 +56,7 @@ class RenderService:
         # database; at most one batch waits to be saved, to bound memory.
         self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="saver")
         self._save_slots = threading.BoundedSemaphore(2)
+        self._pending: set[Future] = set()
 
     def run_next(self, model: str) -> int:
         """Claim and render one batch for `model`; returns how many images it rendered."""
@@ -71,7 +72,9 @@ class RenderService:
         try:
             rendered = self._render(claim, lease)
             self._save_slots.acquire()
-            self._saver.submit(self._save, claim, rendered, lease)
+            pending = self._saver.submit(self._save, claim, rendered, lease)
+            self._pending.add(pending)
+            pending.add_done_callback(self._pending.discard)
             handed_over = True
             return len(rendered)
         except Exception as error:
@@ -86,7 +89,12 @@ class RenderService:
             self.stats.idle()
 
     def flush(self) -> None:
-        """Wait until every rendered image is saved (before the process exits)."""
+        """Wait until every image rendered so far is saved."""
+        wait(list(self._pending))
+
+    def close(self) -> None:
+        """Save what is pending and stop the saver thread (before the process exits)."""
+        self.flush()
         self._saver.shutdown(wait=True)
 
     def _render(self, claim: Claim, lease: LeaseKeeper) -> list[Rendered]:

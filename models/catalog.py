@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import threading
 from collections.abc import Iterable
@@ -236,13 +237,48 @@ def short_hash(path: Path) -> str:
         with _hash_lock:
             cached = _hash_cache.get(key)
         if cached is None:
-            cached = _sha256_file(file)
+            cached = _stored_hash(file, key) or _sha256_file(file)
             with _hash_lock:
                 _hash_cache[key] = cached
+            if stat.st_size >= PERSIST_HASH_BYTES:
+                _store_hash(file, key, cached)
         if len(files) == 1:
             return cached[:10]
         digest.update(f"{file.relative_to(path)}:{cached}\n".encode())
     return digest.hexdigest()[:10]
+
+
+HASH_CACHE_NAME = ".sdfarm-hashes.json"
+PERSIST_HASH_BYTES = 64 * 1024 * 1024  # smaller files hash in well under a second: not worth a file
+
+
+def _stored_hash(file: Path, key: tuple[str, int, int]) -> str | None:
+    """A hash saved beside the file by an earlier process, if the file has not changed since."""
+    try:
+        saved = json.loads((file.parent / HASH_CACHE_NAME).read_text()).get(file.name)
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(saved, dict) and [saved.get("size"), saved.get("mtime_ns")] == [key[1], key[2]]:
+        return saved.get("sha256")
+    return None
+
+
+def _store_hash(file: Path, key: tuple[str, int, int], digest: str) -> None:
+    """Save the hash beside the file, so other processes (API, each worker) do not read 7 GB again."""
+    cache_file = file.parent / HASH_CACHE_NAME
+    try:
+        try:
+            saved = json.loads(cache_file.read_text())
+        except (OSError, ValueError):
+            saved = {}
+        if not isinstance(saved, dict):
+            saved = {}
+        saved[file.name] = {"size": key[1], "mtime_ns": key[2], "sha256": digest}
+        staging = cache_file.with_name(f"{HASH_CACHE_NAME}.{threading.get_ident()}.{os.getpid()}")
+        staging.write_text(json.dumps(saved, indent=0))
+        staging.replace(cache_file)
+    except OSError:
+        pass  # a read-only models directory only costs hashing again in the next process
 
 
 def _sha256_file(file: Path) -> str:

@@ -7,9 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import Select
+from sqlalchemy import Select, func, select
 
-from api.gallery.search import PromptSearch
 from models.image import Image, ImageStatus
 from models.spec import MAX_SEED
 
@@ -85,12 +84,14 @@ class GalleryFilters:
         """Whether anything narrows the view."""
         return bool(self.to_args())
 
-    def apply(self, query: Select, search: PromptSearch) -> Select:
-        """`query` (over images) narrowed by every filter that is set."""
-        if self.q:
-            query = search.apply(query, self.q)
+    def apply(self, query: Select) -> Select:
+        """`query` (over images) narrowed by every filter but the text search (see PromptSearch)."""
         if self.job is not None:
-            query = query.where(Image.job_id == self.job)
+            # The id bounds (from the job's own index) let the newest-first scan start and stop at
+            # the job's rows instead of walking every newer image; job_id still decides.
+            first = select(func.min(Image.id)).where(Image.job_id == self.job).scalar_subquery()
+            last = select(func.max(Image.id)).where(Image.job_id == self.job).scalar_subquery()
+            query = query.where(Image.job_id == self.job, Image.id >= first, Image.id <= last)
         if self.model:
             query = query.where(Image.model == self.model)
         if self.size:

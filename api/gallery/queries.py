@@ -68,10 +68,11 @@ def gallery_images(
     session: Session, filters: GalleryFilters, search: PromptSearch, scope: int | None, cursor: Cursor
 ) -> Page[Image]:
     """The images a gallery page shows; `scope` is the owner key id to keep to (None: all owners)."""
-    query = filters.apply(select(Image), search)
+    query = filters.apply(select(Image))
     if scope is not None:
         query = query.where(Image.owner_key_id == scope)
-    return keyset_page(session, query, Image.id, cursor)
+    query, key = search.apply(query, filters.q)
+    return keyset_page(session, query, key, cursor)
 
 
 def job_list(session: Session, scope: int | None, cursor: Cursor, size: int = 20) -> Page[Job]:

@@ -63,7 +63,7 @@ STYLES = (
     "ukiyo-e|art nouveau|pixel art|isometric|cinematic|macro photo|charcoal drawing"
 ).split("|")
 COLUMNS = (
-    "job_id, \"index\", owner_key_id, prompt, negative_prompt, seed, steps, guidance_scale, width, height, scheduler, "
+    'job_id, "index", owner_key_id, prompt, negative_prompt, seed, steps, guidance_scale, width, height, scheduler, '
     "model, model_hash, strength, clip_skip, loras, batch_key, priority, status, attempts, error, worker, progress, "
     "lease_token, lease_expires_at, run_alone, queued_at, started_at, finished_at, object_key, thumb_key, sha256, "
     "render_seconds, nsfw"
@@ -367,9 +367,7 @@ def main() -> None:
     print("| Database | Rows | Page | Query (ms) | Page render (ms) |")
     print("| --- | ---: | --- | ---: | ---: |")
     for row in report["results"]:
-        print(
-            f"| {row['backend']} | {row['rows']:,} | {row['case']} | {row['query_ms']:.1f} | {row['page_ms']:.1f} |"
-        )
+        print(f"| {row['backend']} | {row['rows']:,} | {row['case']} | {row['query_ms']:.1f} | {row['page_ms']:.1f} |")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

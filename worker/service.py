@@ -66,6 +66,10 @@ class RenderService:
         if queued_count(self.sessions, model) > 0:
             # Keep one message per batch in flight: this run consumed one.
             self.queue.publish(model)
+        if claim.items[0].run_alone:
+            # A suspect (its last batch died with its worker) runs only after every earlier
+            # image is saved, so if it kills this process too it takes nothing else with it.
+            self.flush()
         self.stats.busy(claim.items[0].job_id)
         lease = LeaseKeeper(self.sessions, claim.token, self.lease_seconds).__enter__()
         handed_over = False

@@ -20,9 +20,9 @@ from models.image_store import LocalImageStore
 from sdfarm.migrate import upgrade
 from sdfarm.redis_server import RedisServer
 from tests.conftest import ARTIFACTS, make_settings
+from tests.farm_harness import WorkerFleet
 from tests.fault.harness import ApiProcess, celery_processes, restart_redis
 from tests.fault.postgres_server import PostgresServer, postgres_bin_dir
-from tests.farm_harness import WorkerFleet
 
 IMAGES = int(os.environ.get("SDFARM_FAULT_IMAGES", "200"))
 STEPS = int(os.environ.get("SDFARM_FAULT_STEPS", "30"))
@@ -83,17 +83,16 @@ def test_job_survives_killed_workers_and_restarted_redis_and_postgres(private_fa
         report["faults"].append({"fault": fault, "at_done": succeeded(), "recovery_seconds": round(recovery, 2)})
 
     # 1. SIGKILL a pool child (the process running the batch) three times; Celery forks a new one.
+    victim_name = "cpu0@" + os.uname().nodename
     for _ in range(3):
         _wait(lambda: succeeded() >= 4 and len(celery_processes(fleet)) == 2, 120, "workers busy")
-        victim = celery_processes(fleet)["cpu0@" + os.uname().nodename]
+        victim = celery_processes(fleet)[victim_name]
         old_child = victim["child"]
         old_child.kill()
         record(
             "SIGKILL worker child",
             _wait(
-                lambda: (
-                    celery_processes(fleet).get("cpu0@" + os.uname().nodename, {}).get("child") not in (None, old_child)
-                ),
+                lambda old=old_child: celery_processes(fleet).get(victim_name, {}).get("child") not in (None, old),
                 60,
                 "child replaced",
             ),
@@ -189,5 +188,6 @@ def test_poison_item_is_tried_at_most_max_attempts_and_the_rest_completes(tmp_pa
     assert poison["status"] == "failed" and poison["attempts"] == settings.max_attempts
     assert "gave up after 3 attempts" in poison["error"]
     others = [i for i in done["images"] if i["prompt"] != "poison pill"]
-    assert all(i["status"] == "succeeded" for i in others), [(i["prompt"], i["status"], i["attempts"], i["error"]) for i in others if i["status"] != "succeeded"]
+    failed_others = [(i["prompt"], i["attempts"], i["error"]) for i in others if i["status"] != "succeeded"]
+    assert failed_others == []
     assert all(i["attempts"] <= 2 for i in others)  # at most the batch it shared with the poison, then alone

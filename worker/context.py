@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from sqlalchemy import update
 
@@ -102,7 +103,7 @@ class WorkerContext:
         if device == "cpu":
             torch.set_num_threads(self.settings.cpu_threads or os.cpu_count() or 1)
         catalog = ModelCatalog(self.settings.resolved_models_dir, self.settings.model)
-        runner = runner_factory(self.settings.runner)(catalog.get(self.model), device)
+        runner = runner_factory(self.settings.runner)(catalog.get(self.model), device, self.settings.resolved_lora_dir)
         self._warm_up(runner)
         return runner
 
@@ -142,8 +143,8 @@ class WorkerContext:
         self.engine.dispose()
 
 
-def runner_factory(spec: str) -> Callable[[ModelEntry, str], PipelineRunner]:
-    """`diffusers` (the real pipeline) or `module:callable` taking (model entry, device).
+def runner_factory(spec: str) -> Callable[[ModelEntry, str, Path], PipelineRunner]:
+    """`diffusers` (the real pipeline) or `module:callable` taking (model entry, device, LoRA dir).
 
     The hook lets a benchmark simulate GPUs with a fixed sleep, and fault tests inject
     out-of-memory errors or crashes, while the rest of the worker stays the real one.

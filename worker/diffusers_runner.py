@@ -64,13 +64,9 @@ class DiffusersRunner(PipelineRunner):
 
     def _lora_switcher(self) -> LoraSwitcher:
         if self._loras is None:
-            lora_dir = self._lora_dir
-            if lora_dir is None:
-                from sdfarm.settings import Settings
-
-                # The worker context predates LoRA support and does not pass the directory yet.
-                lora_dir = Settings().resolved_lora_dir
-            self._loras = LoraSwitcher(self.pipeline, lora_dir)
+            if self._lora_dir is None:
+                raise ValueError("this runner was created without a LoRA directory; set SDFARM_LORA_DIR")
+            self._loras = LoraSwitcher(self.pipeline, self._lora_dir)
         return self._loras
 
     def generate(self, request: RenderRequest, on_progress: ProgressCallback) -> RenderOutput:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from models.catalog import ModelEntry
 from worker.diffusers_runner import DiffusersRunner
@@ -12,8 +13,8 @@ from worker.runner import GpuOutOfMemoryError, PipelineRunner, ProgressCallback,
 class PoisonRunner(PipelineRunner):
     """The real pipeline, except that a prompt containing 'poison' kills the process outright."""
 
-    def __init__(self, entry: ModelEntry, device: str):
-        self.inner = DiffusersRunner(entry, device)
+    def __init__(self, entry: ModelEntry, device: str, lora_dir: Path | None = None):
+        self.inner = DiffusersRunner(entry, device, lora_dir)
         self.model_name, self.model_hash, self.device = entry.name, self.inner.model_hash, device
 
     def generate(self, request: RenderRequest, on_progress: ProgressCallback) -> RenderOutput:
@@ -26,8 +27,8 @@ class PoisonRunner(PipelineRunner):
 class SmallGpuRunner(PipelineRunner):
     """The real pipeline on a pretend GPU that fits two images per call, and no image that says 'huge'."""
 
-    def __init__(self, entry: ModelEntry, device: str):
-        self.inner = DiffusersRunner(entry, device)
+    def __init__(self, entry: ModelEntry, device: str, lora_dir: Path | None = None):
+        self.inner = DiffusersRunner(entry, device, lora_dir)
         self.model_name, self.model_hash, self.device = entry.name, self.inner.model_hash, device
 
     def generate(self, request: RenderRequest, on_progress: ProgressCallback) -> RenderOutput:

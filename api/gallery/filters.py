@@ -87,10 +87,11 @@ class GalleryFilters:
     def apply(self, query: Select) -> Select:
         """`query` (over images) narrowed by every filter but the text search (see PromptSearch)."""
         if self.job is not None:
-            # The id bounds (from the job's own index) let the newest-first scan start and stop at
-            # the job's rows instead of walking every newer image; job_id still decides.
-            first = select(func.min(Image.id)).where(Image.job_id == self.job).scalar_subquery()
-            last = select(func.max(Image.id)).where(Image.job_id == self.job).scalar_subquery()
+            # The id bounds (read from the job's own index) let SQLite's newest-first scan start and
+            # stop at the job's rows instead of walking every newer image; job_id still decides.
+            # "id + 0" keeps PostgreSQL from answering min/max by walking the primary key instead.
+            first = select(func.min(Image.id + 0)).where(Image.job_id == self.job).scalar_subquery()
+            last = select(func.max(Image.id + 0)).where(Image.job_id == self.job).scalar_subquery()
             query = query.where(Image.job_id == self.job, Image.id >= first, Image.id <= last)
         if self.model:
             query = query.where(Image.model == self.model)

@@ -39,7 +39,6 @@ def gallery_page() -> tuple[str, int]:
         newer_url=url_for("gallery.gallery_page", **args, after=page.newer) if page.newer else None,
         errors=errors,
         statuses=STATUS_CHOICES,
-        models=sorted(farm().catalog.entries()),
     )
     return html, 400 if errors else 200
 

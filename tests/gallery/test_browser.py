@@ -8,13 +8,16 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from sqlalchemy.orm import Session
 
 from api import create_app
+from models.db import make_engine
 from models.infotext import parse_infotext
 from sdfarm.migrate import upgrade
 from tests.conftest import make_settings
 from tests.farm_harness import WorkerFleet
 from tests.gallery.browser import CHROMIUM_ARGS, WATCH_CSP, LiveFarm, chromium_binary, save_screenshot, serve
+from tests.gallery.rows import add_images
 
 pytestmark = pytest.mark.browser
 
@@ -240,6 +243,24 @@ def test_cancel_button_stops_a_job(page, live_farm):
     job = live_farm.api(f"/api/v1/jobs/{job_id}?images=0")
     assert job["status"] == "canceled" and job["canceled"] >= 24 - 2 * live_farm.settings.max_batch
     assert page.locator(f"#job-{job_id} button.cancel").count() == 0
+
+
+def test_scrolling_down_loads_older_pages(page, live_farm):
+    engine = make_engine(live_farm.settings.resolved_database_url)
+    with Session(engine) as session:
+        rows = add_images(session, [f"scroll test {n}" for n in range(100)], status="failed", error="no file")
+        newest_first = [row.id for row in reversed(rows)]
+    engine.dispose()
+    page.goto("/?status=failed&q=scroll")
+    tiles = page.locator("#grid > .tile")
+    assert tiles.count() == 48
+    for expected in (96, 100):
+        page.locator("#pager").scroll_into_view_if_needed()
+        page.wait_for_function("n => document.querySelectorAll('#grid > .tile').length === n", arg=expected)
+    shown = [int(i) for i in tiles.evaluate_all("ts => ts.map(t => t.dataset.imageId)")]
+    assert shown == newest_first
+    assert page.locator("#pager a").count() == 0
+    assert page.url.endswith("/?status=failed&q=scroll")  # the shared URL stays the view, not a page of it
 
 
 def test_form_errors_show_next_to_their_fields(page, live_farm):

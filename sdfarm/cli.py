@@ -315,5 +315,23 @@ def _sessions():
     return make_session_factory(make_engine(_settings().resolved_database_url))
 
 
+@main.command()
+@click.argument("parts", nargs=-1, type=click.Choice(["farm", "control-plane", "adherence", "gpu"]))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results/latest.json"), show_default=True)
+@click.option("--database-url", default=None, help="Control-plane database (default: SQLite in a scratch dir).")
+@click.option("--quick", is_flag=True, help="Smaller runs, for a smoke test.")
+def bench(parts, out, database_url, quick) -> None:
+    """Measure farm overhead, control plane and prompt adherence (default: all three); `gpu` on a CUDA machine."""
+    if "gpu" in parts:
+        import runpy
+
+        sys.argv = ["bench.gpu_throughput", "--out", str(out)]
+        runpy.run_module("bench.gpu_throughput", run_name="__main__")
+        return
+    from bench.suite import run_suite
+
+    run_suite(list(parts) or ["farm", "control-plane", "adherence"], out, database_url, quick)
+
+
 if __name__ == "__main__":
     main()

@@ -95,13 +95,17 @@ class WorkerContext:
             self._ready.set()
 
     def _configured_runner(self) -> PipelineRunner:
-        import torch
+        if self.settings.runner == "diffusers":
+            import torch
 
-        from worker.loader import pick_device
+            from worker.loader import pick_device
 
-        device = pick_device(self.settings.device)
-        if device == "cpu":
-            torch.set_num_threads(self.settings.cpu_threads or os.cpu_count() or 1)
+            device = pick_device(self.settings.device)
+            if device == "cpu":
+                torch.set_num_threads(self.settings.cpu_threads or os.cpu_count() or 1)
+        else:
+            # A plug-in runner (a benchmark's simulated GPU) may not need torch at all.
+            device = "cpu" if self.settings.device == "auto" else self.settings.device
         catalog = ModelCatalog(self.settings.resolved_models_dir, self.settings.model)
         runner = runner_factory(self.settings.runner)(catalog.get(self.model), device, self.settings.resolved_lora_dir)
         self._warm_up(runner)

@@ -44,17 +44,38 @@ class ResultStore:
         self.store = store
         self.model_hash = model_hash
 
-    def save(self, token: str, rendered: Rendered) -> bool:
-        """Store one image; True when it is now recorded as succeeded by this worker."""
+    def save_batch(self, token: str, batch: list[Rendered]) -> int:
+        """Store a batch's images; returns how many are now recorded as succeeded by this worker.
+
+        Files are written first, then every row in one transaction (one commit per batch,
+        not per image); the files of rows that could not be recorded are deleted again.
+        """
+        written: list[tuple[int, dict]] = []
+        for rendered in batch:
+            try:
+                written.append((rendered.item.id, self._write_files(token, rendered)))
+            except Exception:
+                log.exception("could not write image %s; its lease will expire and it will run again", rendered.item.id)
+        try:
+            recorded = self._record(token, written)
+        except OperationalError as error:
+            log.error("database unavailable while saving batch %s; it will be rendered again: %s", token[:8], error)
+            recorded = set()
+        for item_id, values in written:
+            if item_id not in recorded:
+                self.store.delete(values["object_key"])
+                self.store.delete(values["thumb_key"])
+        return len(recorded)
+
+    def _write_files(self, token: str, rendered: Rendered) -> dict:
         item = rendered.item
         item.model_hash = self.model_hash
         png = encode_png(rendered.picture, infotext_for(item))
-        thumbnail = encode_thumbnail(rendered.picture)
         key = object_key_for(item.job_id, item.index, token, ".png")
         thumb_key = object_key_for(item.job_id, item.index, token, ".thumb.webp")
         self.store.put(key, png)
-        self.store.put(thumb_key, thumbnail)
-        values = dict(
+        self.store.put(thumb_key, encode_thumbnail(rendered.picture))
+        return dict(
             status=ImageStatus.SUCCEEDED,
             object_key=key,
             thumb_key=thumb_key,
@@ -67,36 +88,29 @@ class ResultStore:
             render_seconds=round(rendered.render_seconds, 4),
             lease_expires_at=None,
         )
-        try:
-            recorded = self._record(token, item.id, values)
-        except OperationalError as error:
-            log.error("database unavailable while saving image %s; it will be rendered again: %s", item.id, error)
-            recorded = False
-        if not recorded:
-            self.store.delete(key)
-            self.store.delete(thumb_key)
-        return recorded
 
-    def _record(self, token: str, item_id: int, values: dict) -> bool:
+    def _record(self, token: str, written: list[tuple[int, dict]]) -> set[int]:
+        """Mark rows succeeded if this worker still holds them; retries the transaction on database errors."""
         for attempt, delay in enumerate((*DB_RETRY_DELAYS, None)):
             try:
+                recorded: set[int] = set()
                 with self.sessions() as session:
-                    result = session.execute(
-                        update(Image)
-                        .where(Image.id == item_id, Image.lease_token == token, Image.status == ImageStatus.RUNNING)
-                        .values(**values)
-                    )
+                    for item_id, values in written:
+                        held = (Image.id == item_id, Image.lease_token == token, Image.status == ImageStatus.RUNNING)
+                        if session.execute(update(Image).where(*held).values(**values)).rowcount == 1:
+                            recorded.add(item_id)
                     session.commit()
-                    if result.rowcount == 1:
-                        return True
-                    # A retry after a commit whose reply was lost finds its own write already there.
-                    if session.get(Image, item_id).object_key == values["object_key"]:
-                        return True
-                    log.warning("image %s is no longer held by this worker (lease lost); discarding", item_id)
-                    return False
+                    for item_id, values in written:
+                        # A retry after a commit whose reply was lost finds its own writes already there.
+                        if item_id not in recorded and session.get(Image, item_id).object_key == values["object_key"]:
+                            recorded.add(item_id)
+                lost = len(written) - len(recorded)
+                if lost:
+                    log.warning("%d images of batch %s are no longer held by this worker; discarding", lost, token[:8])
+                return recorded
             except OperationalError:
                 if delay is None:
                     raise
-                log.warning("database error saving image %s (try %d); retrying in %ss", item_id, attempt + 1, delay)
+                log.warning("database error saving batch %s (try %d); retrying in %ss", token[:8], attempt + 1, delay)
                 time.sleep(delay)
-        return False
+        return set()

@@ -168,15 +168,9 @@ class RenderService:
 
     def _save(self, claim: Claim, rendered: list[Rendered], lease: LeaseKeeper) -> None:
         try:
-            saved = 0
-            for result in rendered:
-                try:
-                    saved += self.results.save(claim.token, result)
-                except Exception:
-                    log.exception(
-                        "could not save image %s; its lease will expire and it will run again", result.item.id
-                    )
-            self.stats.finished(saved)
+            self.stats.finished(self.results.save_batch(claim.token, rendered))
+        except Exception:
+            log.exception("could not save batch %s; its lease will expire and it will run again", claim.token[:8])
         finally:
             lease.__exit__(None, None, None)
             self._save_slots.release()

@@ -60,7 +60,7 @@ def test_nsfw_reaches_the_row_and_the_metadata():
     session = sessions.return_value.__enter__.return_value
     session.execute.return_value.rowcount = 1
     store = MagicMock()
-    assert ResultStore(sessions, store, "3b1c9d0e2a").save("token", Rendered(item, noise_picture(1), 0.1))
+    assert ResultStore(sessions, store, "3b1c9d0e2a").save_batch("token", [Rendered(item, noise_picture(1), 0.1)]) == 1
     values = session.execute.call_args.args[0].compile().params
     assert values["nsfw"] is True
     assert "NSFW: True" in infotext_for(item)

@@ -123,7 +123,7 @@ def test_lost_lease_discards_the_files(service_factory):
     stale = ResultStore(service.sessions, service_factory.store, "abc")
     before = sorted(service_factory.store.keys())
     picture = service.runner.generate(service._request_for(claim.items), lambda _: None).images[0]
-    assert stale.save(token, Rendered(claim.items[0], picture, 0.1)) is False
+    assert stale.save_batch(token, [Rendered(claim.items[0], picture, 0.1)]) == 0
     assert sorted(service_factory.store.keys()) == before
 
 

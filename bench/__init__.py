@@ -1,0 +1,1 @@
+"""Benchmarks: `sdfarm bench` prints figures and writes them as JSON (see bench/README.md)."""

@@ -111,3 +111,20 @@ def test_rows_from_before_the_migration_are_indexed(tmp_path):
         assert search(new_session, "existed") == ["written before the search index existed"]
         assert new_session.scalar(select(Image.id)) is not None
     engine.dispose()
+
+
+def test_search_index_survives_to_the_latest_migration(tmp_path):
+    """A later migration that rebuilds `images` in SQLite batch mode drops its triggers; this notices."""
+    from sqlalchemy import create_engine, text
+
+    from sdfarm.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'head.db'}"
+    upgrade(url)
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        triggers = set(connection.scalars(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")))
+        tables = set(connection.scalars(text("SELECT name FROM sqlite_master WHERE type = 'table'")))
+    engine.dispose()
+    assert {"images_fts_after_insert", "images_fts_after_delete", "images_fts_after_update"} <= triggers
+    assert "images_fts" in tables

@@ -8,7 +8,14 @@ from flask import Flask, Response, request
 
 from sdfarm.settings import Settings
 
-PUBLIC_ENDPOINTS = {"health.healthz", "openapi.openapi_document", "static"}
+PUBLIC_ENDPOINTS = {
+    "health.healthz",
+    "openapi.openapi_document",
+    "static",
+    "gallery.sign_in_page",
+    "gallery.sign_in",
+    "gallery.sign_out",
+}
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
@@ -48,10 +55,13 @@ def register_errors(app: Flask) -> None:
 def register_security(app: Flask) -> None:
     """API keys before each request; CSP and nosniff on every response."""
     from api.auth import authenticate
+    from api.gallery.guard import require_same_origin
     from api.rate_limits import check_rate_limit
 
     @app.before_request
     def _authenticate() -> None:
+        # Every state-changing request, API or page: a key in a cookie must not be usable by another site.
+        require_same_origin()
         if request.endpoint not in PUBLIC_ENDPOINTS:
             authenticate()
             check_rate_limit()

@@ -14,6 +14,10 @@ from api.farm import db, farm
 from models.api_key import ApiKey
 
 KEY_PREFIX = "sdf_"
+# Browsers cannot send an Authorization header from a link, so the gallery's sign-in page
+# keeps the key in this cookie (HttpOnly, SameSite=Strict) and it counts as the same key.
+KEY_COOKIE = "sdfarm_key"
+READ_ONLY_METHODS = {"GET", "HEAD"}
 
 
 def hash_secret(secret: str) -> str:
@@ -33,23 +37,44 @@ def create_key(session: Session, name: str, admin: bool = False) -> tuple[ApiKey
 def authenticate() -> None:
     """before_request: find the caller's key (or none when auth is off); 401 without a valid one."""
     g.api_key = None
+    g.read_only_guest = False
     if not farm().settings.auth_required():
         return
-    header = request.headers.get("Authorization", "")
-    scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret:
+    secret = _presented_secret()
+    if secret is None:
+        if farm().settings.gallery_public and request.method in READ_ONLY_METHODS and _is_gallery_read():
+            g.read_only_guest = True
+            return
         raise ApiError(
             401,
             "this farm needs an API key: send 'Authorization: Bearer <key>' "
             "(create one with `sdfarm keys create NAME`)",
             headers={"WWW-Authenticate": 'Bearer realm="sdfarm"'},
         )
-    key = db().scalar(
-        select(ApiKey).where(ApiKey.secret_hash == hash_secret(secret.strip()), ApiKey.revoked.is_(False))
-    )
+    key = find_key(secret)
     if key is None:
         raise ApiError(401, "unknown or revoked API key", headers={"WWW-Authenticate": 'Bearer realm="sdfarm"'})
     g.api_key = key
+
+
+def find_key(secret: str) -> ApiKey | None:
+    """The live key whose secret this is, if any."""
+    return db().scalar(
+        select(ApiKey).where(ApiKey.secret_hash == hash_secret(secret.strip()), ApiKey.revoked.is_(False))
+    )
+
+
+def _presented_secret() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() == "bearer" and secret.strip():
+        return secret.strip()
+    return request.cookies.get(KEY_COOKIE) or None
+
+
+def _is_gallery_read() -> bool:
+    """Gallery pages, thumbnails and image files: what a read-only visitor may see."""
+    return request.blueprint == "gallery" or request.endpoint in {"images.image_file", "images.image_thumbnail"}
 
 
 def owner_scope() -> int | None:

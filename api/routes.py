@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from flask import Flask
 
 from api import catalog, health, images, jobs, openapi, png_info, workers
+from api.gallery import sign_in
 from api.gallery import views as gallery
 
 
@@ -46,6 +47,9 @@ GALLERY_ROUTES: tuple[Route, ...] = (
     Route("/images/<int:image_id>/more", ("POST",), gallery.more_like_this_submit, "Same parameters, new seeds"),
     Route("/jobs", ("GET",), gallery.jobs_page, "Jobs with live progress, and the submit form"),
     Route("/jobs", ("POST",), gallery.submit_job_form, "Submit a bulk job from the form"),
+    Route("/sign-in", ("GET",), sign_in.sign_in_page, "Sign in with an API key (when auth is on)"),
+    Route("/sign-in", ("POST",), sign_in.sign_in, "Check the key and keep it in a cookie"),
+    Route("/sign-out", ("POST",), sign_in.sign_out, "Forget the key"),
 )
 
 

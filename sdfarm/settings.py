@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     runner: str = Field(default="diffusers", description="diffusers, or module:callable (tests, benchmarks).")
     cpu_threads: int = Field(default=0, ge=0, description="Torch threads per CPU worker; 0 means all cores.")
     auth: str = Field(default="auto", description="auto (on unless bound to loopback), on or off.")
+    gallery_public: bool = Field(
+        default=False, description="With auth on, let anyone browse the gallery read-only (no submit or cancel)."
+    )
     rate_limit_per_minute: int = Field(default=600, ge=0, description="Requests per minute per API key; 0: no limit.")
     max_queued_per_key: int = Field(default=100_000, ge=1, description="Images one key may have waiting at once.")
     host: str = "127.0.0.1"

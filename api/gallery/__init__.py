@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, render_template
+from flask import Blueprint, Flask, Response, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from api.errors import ApiError
@@ -10,17 +10,22 @@ from api.errors import ApiError
 
 def make_blueprint() -> Blueprint:
     """A fresh blueprint with the pages of api/routes.py's GALLERY_ROUTES (one per app, as tests build many)."""
-    from api.gallery.guard import require_same_origin
     from api.routes import GALLERY_ROUTES
 
     blueprint = Blueprint("gallery", __name__)
     for route in GALLERY_ROUTES:
         blueprint.add_url_rule(route.rule, view_func=route.view, methods=list(route.methods))
-    blueprint.before_request(require_same_origin)
+    blueprint.context_processor(_sign_in_state)
     # Errors raised while serving a page become HTML pages; the JSON API's handlers stay as they are.
     blueprint.register_error_handler(ApiError, _api_error_page)
     blueprint.register_error_handler(HTTPException, _http_error_page)
     return blueprint
+
+
+def _sign_in_state() -> dict:
+    from api.farm import farm
+
+    return {"auth_on": farm().settings.auth_required(), "signed_in_key": g.get("api_key")}
 
 
 def register_gallery_blueprint(app: Flask) -> None:
@@ -28,7 +33,9 @@ def register_gallery_blueprint(app: Flask) -> None:
     app.register_blueprint(make_blueprint())
 
 
-def _api_error_page(error: ApiError) -> tuple[Response | str, int, dict]:
+def _api_error_page(error: ApiError) -> Response | tuple[Response | str, int, dict]:
+    if error.status == 401 and request.method == "GET":
+        return redirect(url_for("gallery.sign_in_page", next=request.full_path.rstrip("?")), code=303)
     html = render_template("error.html", status=error.status, message=error.message, fields=error.fields)
     return html, error.status, error.headers
 

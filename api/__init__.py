@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask, Response, request
 
+from api.ids import IdConverter
 from sdfarm.settings import Settings
 
 PUBLIC_ENDPOINTS = {
@@ -29,6 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
+    app.url_map.converters["id"] = IdConverter
     register_farm(app, settings)
     register_errors(app)
     register_security(app)

@@ -9,18 +9,19 @@ from flask import Response, jsonify
 from pydantic import BaseModel
 
 from api import schemas
+from api.ids import MAX_ID
 from models.spec import JobSpec
 
 # (method, rule) -> (request model, success status, response model, is a file)
 _OPERATIONS: dict[tuple[str, str], tuple[type[BaseModel] | None, int, type[BaseModel] | None, str | None]] = {
     ("POST", "/api/v1/jobs"): (JobSpec, 202, schemas.JobOut, None),
     ("GET", "/api/v1/jobs"): (None, 200, schemas.JobPage, None),
-    ("GET", "/api/v1/jobs/<int:job_id>"): (None, 200, schemas.JobOut, None),
-    ("POST", "/api/v1/jobs/<int:job_id>/cancel"): (None, 200, schemas.JobOut, None),
+    ("GET", "/api/v1/jobs/<id:job_id>"): (None, 200, schemas.JobOut, None),
+    ("POST", "/api/v1/jobs/<id:job_id>/cancel"): (None, 200, schemas.JobOut, None),
     ("GET", "/api/v1/images"): (None, 200, schemas.ImagePage, None),
-    ("GET", "/api/v1/images/<int:image_id>"): (None, 200, schemas.ImageOut, None),
-    ("GET", "/api/v1/images/<int:image_id>/file"): (None, 200, None, "image/png"),
-    ("GET", "/api/v1/images/<int:image_id>/thumbnail"): (None, 200, None, "image/webp"),
+    ("GET", "/api/v1/images/<id:image_id>"): (None, 200, schemas.ImageOut, None),
+    ("GET", "/api/v1/images/<id:image_id>/file"): (None, 200, None, "image/png"),
+    ("GET", "/api/v1/images/<id:image_id>/thumbnail"): (None, 200, None, "image/webp"),
     ("GET", "/api/v1/workers"): (None, 200, schemas.WorkerList, None),
     ("GET", "/api/v1/models"): (None, 200, schemas.ModelList, None),
     ("GET", "/api/v1/samplers"): (None, 200, schemas.SamplerList, None),
@@ -49,7 +50,7 @@ _MULTIPART: dict[str, dict[str, Any]] = {
 _QUERY: dict[str, list[str]] = {
     "/api/v1/jobs": ["limit", "cursor"],
     "/api/v1/images": ["limit", "cursor", "job_id", "status", "model", "seed"],
-    "/api/v1/jobs/<int:job_id>": ["images"],
+    "/api/v1/jobs/<id:job_id>": ["images"],
 }
 _QUERY_SCHEMAS = {
     "limit": {"type": "integer", "minimum": 1, "maximum": 500},
@@ -64,9 +65,9 @@ _QUERY_SCHEMAS = {
 
 def _openapi_path(rule: str) -> tuple[str, list[dict[str, Any]]]:
     params = []
-    for name in re.findall(r"<int:(\w+)>", rule):
-        params.append({"name": name, "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}})
-    return re.sub(r"<int:(\w+)>", r"{\1}", rule), params
+    for name in re.findall(r"<id:(\w+)>", rule):
+        params.append({"name": name, "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}})
+    return re.sub(r"<id:(\w+)>", r"{\1}", rule), params
 
 
 def build_document(authenticated: bool = False) -> dict[str, Any]:
@@ -112,6 +113,8 @@ def build_document(authenticated: bool = False) -> dict[str, Any]:
                     "503": error,
                 },
             }
+            if route.view.__name__ in {"healthz", "openapi_document"}:
+                operation["security"] = []  # public: load balancers and clients need them without a key
             if request_model is not None:
                 operation["requestBody"] = {
                     "required": True,

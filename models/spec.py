@@ -40,7 +40,10 @@ class LoraSpec(BaseModel):
 class JobSpec(BaseModel):
     """A bulk generation job: `prompts` or `items`, times `num_images`, with common parameters."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["prompts"]}, {"required": ["items"]}]},
+    )
 
     prompts: list[Prompt] | None = Field(default=None, min_length=1)
     items: list[ItemSpec] | None = Field(default=None, min_length=1)

@@ -66,7 +66,8 @@ _QUERY_SCHEMAS = {
 def _openapi_path(rule: str) -> tuple[str, list[dict[str, Any]]]:
     params = []
     for name in re.findall(r"<id:(\w+)>", rule):
-        params.append({"name": name, "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}})
+        schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+        params.append({"name": name, "in": "path", "required": True, "schema": schema})
     return re.sub(r"<id:(\w+)>", r"{\1}", rule), params
 
 

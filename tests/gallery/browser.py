@@ -28,6 +28,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = REPO / "docs" / "screenshots"
+ARTIFACT_SCREENSHOTS = REPO / "tests" / "artifacts" / "screenshots"
 
 # Runs in every page before its own scripts (Playwright injects it; the page's CSP does not apply):
 # records CSP violations, which would mean something tried to run or style inline.
@@ -90,8 +91,10 @@ def serve(app) -> Iterator[str]:
 
 
 def save_screenshot(page, name: str) -> Path:
-    """A PNG of the page's viewport under docs/screenshots/ (shown in the README)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / name
+    """A PNG of the page's viewport in tests/artifacts/screenshots/, or in docs/screenshots/ (the
+    README's pictures) when SDFARM_UPDATE_SCREENSHOTS=1, so a test run leaves the tree clean."""
+    folder = SCREENSHOTS if os.environ.get("SDFARM_UPDATE_SCREENSHOTS") == "1" else ARTIFACT_SCREENSHOTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
     page.screenshot(path=str(path), full_page=False)
     return path

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=2.0, gt=0)
     worker_offline_seconds: float = Field(default=10.0, gt=0)
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
+    compile: bool = Field(default=False, description="torch.compile the UNet (CUDA; warm-up at load, cached on disk).")
     runner: str = Field(default="diffusers", description="diffusers, or module:callable (tests, benchmarks).")
     cpu_threads: int = Field(default=0, ge=0, description="Torch threads per CPU worker; 0 means all cores.")
     auth: str = Field(default="auto", description="auto (on unless bound to loopback), on or off.")

@@ -95,28 +95,38 @@ class WorkerContext:
             self._ready.set()
 
     def _configured_runner(self) -> PipelineRunner:
+        entry = ModelCatalog(self.settings.resolved_models_dir, self.settings.model).get(self.model)
+        lora_dir = self.settings.resolved_lora_dir
         if self.settings.runner == "diffusers":
-            import torch
-
-            from worker.loader import pick_device
-
-            device = pick_device(self.settings.device)
-            if device == "cpu":
-                torch.set_num_threads(self.settings.cpu_threads or os.cpu_count() or 1)
+            runner = self._diffusers_runner(entry, lora_dir)
         else:
             # A plug-in runner (a benchmark's simulated GPU) may not need torch at all.
             device = "cpu" if self.settings.device == "auto" else self.settings.device
-        catalog = ModelCatalog(self.settings.resolved_models_dir, self.settings.model)
-        runner = runner_factory(self.settings.runner)(catalog.get(self.model), device, self.settings.resolved_lora_dir)
-        self._warm_up(runner)
+            runner = runner_factory(self.settings.runner)(entry, device, lora_dir)
+        self._warm_up(runner, entry.defaults.width, entry.defaults.height)
         return runner
 
+    def _diffusers_runner(self, entry: ModelEntry, lora_dir: Path) -> PipelineRunner:
+        import torch
+
+        from worker.diffusers_runner import DiffusersRunner
+        from worker.loader import pick_device
+
+        device = pick_device(self.settings.device)
+        if device == "cpu":
+            torch.set_num_threads(self.settings.cpu_threads or os.cpu_count() or 1)
+        if self.settings.compile:
+            cache = self.settings.data_dir.resolve() / "compile-cache"
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache))
+        return DiffusersRunner(entry, device, lora_dir, compile_unet=self.settings.compile)
+
     @staticmethod
-    def _warm_up(runner) -> None:
-        """One small image, so the first real batch does not pay for lazy initialisation."""
+    def _warm_up(runner, width: int, height: int) -> None:
+        """One image at the model's default size, so the first real batch does not pay for lazy
+        initialisation (or for torch.compile, whose kernels are specialised to that size)."""
         from worker.runner import RenderRequest
 
-        request = RenderRequest(["warm-up"], [""], [0], 2, 7.5, 64, 64, "euler")
+        request = RenderRequest(["warm-up"], [""], [0], 2, 7.5, width, height, "euler")
         runner.generate(request, lambda _fraction: None)
 
     def wait_ready(self, timeout: float | None = None) -> RenderService:
@@ -148,15 +158,11 @@ class WorkerContext:
 
 
 def runner_factory(spec: str) -> Callable[[ModelEntry, str, Path], PipelineRunner]:
-    """`diffusers` (the real pipeline) or `module:callable` taking (model entry, device, LoRA dir).
+    """A plug-in runner `package.module:callable` taking (model entry, device, LoRA dir).
 
     The hook lets a benchmark simulate GPUs with a fixed sleep, and fault tests inject
     out-of-memory errors or crashes, while the rest of the worker stays the real one.
     """
-    if spec == "diffusers":
-        from worker.diffusers_runner import DiffusersRunner
-
-        return DiffusersRunner
     module_name, _, attribute = spec.partition(":")
     if not attribute:
         raise ValueError(f"SDFARM_RUNNER={spec!r}: expected 'diffusers' or 'package.module:callable'")

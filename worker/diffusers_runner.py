@@ -27,11 +27,11 @@ SafetyCheck = Callable[[list[PILImage.Image]], list[bool]]
 class DiffusersRunner(PipelineRunner):
     """Holds the pipeline's components; text-to-image and image-to-image share them."""
 
-    def __init__(self, entry: ModelEntry, device: str, lora_dir: Path | None = None):
+    def __init__(self, entry: ModelEntry, device: str, lora_dir: Path | None = None, compile_unet: bool = False):
         started = time.perf_counter()
         self.model_name = entry.name
         self.device = device
-        self.pipeline = load_pipeline(entry, device)
+        self.pipeline = load_pipeline(entry, device, compile_unet)
         self.model_hash = short_hash(entry.path)
         self.is_xl = getattr(self.pipeline, "text_encoder_2", None) is not None
         # The scheduler as shipped with the model; each sampler is derived from it.

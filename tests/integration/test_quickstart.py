@@ -29,20 +29,39 @@ def farm_up(tmp_path):
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(process, url, tmp_path)
+    except BaseException:
+        _kill_tree(process.pid)
+        raise
+    yield process, url, tmp_path
+    _kill_tree(process.pid)
+    log.close()
+
+
+def _wait_healthy(process, url: str, tmp_path) -> None:
     deadline = time.monotonic() + 300  # generous: CI machines may be busy
     while True:
         assert process.poll() is None, (tmp_path / "up.log").read_text()
         try:
             if requests.get(url + "/healthz", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
+                return
+        except requests.RequestException:
             pass
         assert time.monotonic() < deadline, "sdfarm up did not become healthy"
         time.sleep(0.5)
-    yield process, url, tmp_path
-    if process.poll() is None:
-        process.kill()
-    log.close()
+
+
+def _kill_tree(pid: int) -> None:
+    try:
+        parent = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    for process in [*parent.children(recursive=True), parent]:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def test_up_serves_a_curl_job_and_stops_cleanly(farm_up):

@@ -38,6 +38,11 @@ class Image(Base):
         Index("ix_images_job_index", "job_id", "index", unique=True),
         Index("ix_images_status_id", "status", "id"),
         Index("ix_images_lease", "status", "lease_expires_at"),
+        # Covers a job's status poll: counts and running progress without reading the rows.
+        Index("ix_images_job_status", "job_id", "status", "progress"),
+        # Gallery filters by model, and by date, newest first.
+        Index("ix_images_model_status_id", "model", "status", "id"),
+        Index("ix_images_queued_at", "queued_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

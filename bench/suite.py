@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from bench.scratch_database import scratch_database
 from worker.model_build.tiny import build_tiny_model
 
 
@@ -55,7 +56,8 @@ def run_suite(parts: list[str], out: Path, database_url: str | None, quick: bool
             shutil.copytree(tiny, models_dir / "sim")
             click.echo("control plane (SIMULATED GPUs: each batch is a fixed sleep) ...")
             counts = (1, 4) if quick else (1, 8, 32)
-            figures = control_plane(scratch / "control", models_dir / "sim", database_url, worker_counts=counts)
+            with scratch_database(database_url) as url:
+                figures = control_plane(scratch / "control", models_dir / "sim", url, worker_counts=counts)
             results["parts"]["control_plane"] = figures
             click.echo(
                 f"  accept 10,000 images: {figures['accept_10000_images_seconds']}s; "

@@ -318,7 +318,9 @@ def _sessions():
 @main.command()
 @click.argument("parts", nargs=-1, type=click.Choice(["farm", "control-plane", "adherence", "gpu"]))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results/latest.json"), show_default=True)
-@click.option("--database-url", default=None, help="Control-plane database (default: SQLite in a scratch dir).")
+@click.option(
+    "--database-url", default=None, help="PostgreSQL server for the control plane (a scratch database is made on it)."
+)
 @click.option("--quick", is_flag=True, help="Smaller runs, for a smoke test.")
 def bench(parts, out, database_url, quick) -> None:
     """Measure farm overhead, control plane and prompt adherence (default: all three); `gpu` on a CUDA machine."""

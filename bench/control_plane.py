@@ -116,7 +116,7 @@ def run(
         requests.post(f"{farm.url}/api/v1/jobs/{job_id}/cancel", timeout=60)
         for count in worker_counts:
             farm.start_workers(count, SDFARM_SIM_BATCH_SECONDS=str(sim_batch_seconds))
-            results["bookkeeping"].append(bookkeeping_throughput(farm, count, images=max(400, count * 60)))
+            results["bookkeeping"].append(bookkeeping_throughput(farm, count, images=max(400, count * 60) // 10 * 10))
             farm.stop_workers()
     finally:
         farm.close()

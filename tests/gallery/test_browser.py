@@ -22,7 +22,12 @@ from tests.gallery.rows import add_images
 pytestmark = pytest.mark.browser
 
 HOSTILE = '<script>window.__pwned = 1; alert(1)</script>"><img src=x onerror="window.__pwned = 1; alert(2)"> hostile'
-PROMPTS = ["a lighthouse at dusk", "a green square on a white background", "a red circle on a blue background"]
+STEPS = 12  # enough for the shapes model to draw clean shapes in the screenshots
+PROMPTS = [
+    "a yellow triangle on a blue background, a lighthouse",
+    "a green square on a white background",
+    "a red circle on a blue background",
+]
 IMAGES_PER_PROMPT = 4
 
 
@@ -33,7 +38,8 @@ def live_farm(tmp_path_factory, redis_server, models_dir) -> Iterator[LiveFarm]:
     url = f"sqlite:///{data_dir / 'sdfarm.db'}"
     redis.Redis.from_url(redis_server.url).flushall()
     upgrade(url)
-    settings = make_settings(data_dir, url, redis_server.url, models_dir)
+    # The shipped shapes model, so the pages (and the README screenshots) show what the prompts say.
+    settings = make_settings(data_dir, url, redis_server.url, models_dir, model="shapes")
     fleet = WorkerFleet(settings, data_dir / "worker.log", "--gpus", "none").start()
     app = create_app(settings)
     try:
@@ -91,7 +97,7 @@ def page(browser, live_farm):
 @pytest.fixture(scope="module")
 def finished_job(live_farm) -> dict:
     """A finished job with the test prompts and a script-bearing one (submitted by the API)."""
-    job_id = live_farm.submit({"prompts": [HOSTILE, *PROMPTS], "num_images": 2, "steps": 2, "seed": 500})
+    job_id = live_farm.submit({"prompts": [HOSTILE, *PROMPTS], "num_images": 2, "steps": STEPS, "seed": 500})
     return live_farm.wait_for_job(job_id)
 
 
@@ -99,7 +105,7 @@ def test_submit_from_the_form_and_watch_progress_and_thumbnails(page, live_farm)
     page.goto("/jobs")
     page.fill("#f-prompts", "\n".join(PROMPTS))
     page.fill("#f-num_images", str(IMAGES_PER_PROMPT))
-    page.fill("#f-steps", "3")
+    page.fill("#f-steps", str(STEPS))
     page.fill("#f-seed", "1000")
     page.select_option("#f-scheduler", "DDIM")
     page.click("button[type=submit]")
@@ -141,7 +147,7 @@ def test_submit_from_the_form_and_watch_progress_and_thumbnails(page, live_farm)
 
     job = live_farm.api(f"/api/v1/jobs/{job_id}")
     assert {(image["prompt"], image["sampler"], image["steps"]) for image in job["images"]} == {
-        (prompt, "DDIM", 3) for prompt in PROMPTS
+        (prompt, "DDIM", STEPS) for prompt in PROMPTS
     }
 
 
@@ -158,7 +164,7 @@ def test_gallery_search_shows_only_matching_images(page, live_farm, finished_job
     captions = page.locator("#grid .caption").all_inner_texts()
     everything = live_farm.api("/api/v1/images?status=succeeded&limit=500")["images"]
     expected = [image["id"] for image in everything if "lighthouse" in image["prompt"].lower().split()]
-    assert captions and set(captions) == {"a lighthouse at dusk"}
+    assert captions and set(captions) == {"a yellow triangle on a blue background, a lighthouse"}
     assert [int(i) for i in tiles.evaluate_all("ts => ts.map(t => t.dataset.imageId)")] == expected
 
     # The URL is the view: opening it anew shows the same images, with the search box filled in.
@@ -172,7 +178,9 @@ def test_gallery_search_shows_only_matching_images(page, live_farm, finished_job
 
 def test_image_page_parameters_copy_and_make_more(page, live_farm, finished_job):
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_farm.base_url)
-    image = next(i for i in finished_job["images"] if i["prompt"] == "a lighthouse at dusk")
+    image = next(
+        i for i in finished_job["images"] if i["prompt"] == "a yellow triangle on a blue background, a lighthouse"
+    )
     page.goto(f"/?job={finished_job['id']}&q=lighthouse")
     page.click(f'#grid .tile[data-image-id="{image["id"]}"] a')
     page.wait_for_url(f"**/images/{image['id']}")
@@ -180,11 +188,11 @@ def test_image_page_parameters_copy_and_make_more(page, live_farm, finished_job)
     def param(name: str) -> str:
         return page.locator(f'[data-param="{name}"]').first.inner_text().strip()
 
-    assert param("prompt") == "a lighthouse at dusk"
-    assert (param("seed"), param("steps"), param("size")) == (str(image["seed"]), "2", "64x64")
+    assert param("prompt") == "a yellow triangle on a blue background, a lighthouse"
+    assert (param("seed"), param("steps"), param("size")) == (str(image["seed"]), str(STEPS), "64x64")
     assert param("guidance_scale") == str(image["guidance_scale"])
     assert param("sampler") == image["sampler"]
-    assert param("model").startswith("tiny") and param("model_hash") == image["model_hash"]
+    assert param("model").startswith("shapes") and param("model_hash") == image["model_hash"]
     assert param("worker") == image["worker"] and param("worker").startswith("cpu0@")
     assert re.fullmatch(r"\d+\.\d\d s", param("render_seconds"))
     assert page.locator(".full img").evaluate("img => img.complete && img.naturalWidth") == 64
@@ -196,7 +204,7 @@ def test_image_page_parameters_copy_and_make_more(page, live_farm, finished_job)
     copied = page.evaluate("() => navigator.clipboard.readText()")
     assert copied == page.input_value("#infotext")
     parsed = parse_infotext(copied)
-    assert (parsed["prompt"], parsed["seed"], parsed["steps"]) == ("a lighthouse at dusk", image["seed"], 2)
+    assert (parsed["prompt"], parsed["seed"], parsed["steps"]) == (PROMPTS[0], image["seed"], STEPS)
 
     page.fill("form.more input[name=num_images]", "2")
     page.click("form.more button[type=submit]")
@@ -205,7 +213,7 @@ def test_image_page_parameters_copy_and_make_more(page, live_farm, finished_job)
     new_job = live_farm.api(f"/api/v1/jobs/{new_job_id}")
     assert new_job["total"] == 2
     assert {(i["prompt"], i["steps"], i["sampler"], i["guidance_scale"], i["width"]) for i in new_job["images"]} == {
-        ("a lighthouse at dusk", 2, image["sampler"], image["guidance_scale"], 64)
+        (PROMPTS[0], STEPS, image["sampler"], image["guidance_scale"], 64)
     }
     assert image["seed"] not in {i["seed"] for i in new_job["images"]}
 

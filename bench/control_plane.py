@@ -63,11 +63,9 @@ def poll_latency(farm: BenchFarm, job_id: int, pollers: int = 50, seconds: float
 def bookkeeping_throughput(farm: BenchFarm, workers: int, images: int) -> dict:
     """Images/s the farm records with `workers` simulated GPUs; the sleep is the only 'rendering'."""
     started = time.time()
-    response = requests.post(
-        f"{farm.url}/api/v1/jobs",
-        json={"prompts": ["p"], "num_images": images, "model": "sim", "steps": 1},
-        timeout=120,
-    )
+    job_spec = {"prompts": [f"prompt {i}" for i in range(images // 10)], "num_images": 10, "model": "sim", "steps": 1}
+    response = requests.post(f"{farm.url}/api/v1/jobs", json=job_spec, timeout=120)
+    response.raise_for_status()
     job = farm.wait_for_job(response.json()["id"], interval=0.5)
     with farm.sessions() as session:
         first, last = session.execute(

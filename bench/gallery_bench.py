@@ -22,7 +22,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from api import create_app  # noqa: E402
 from api.gallery.filters import GalleryFilters  # noqa: E402
 from api.gallery.queries import Cursor, gallery_images  # noqa: E402
 from api.gallery.search import search_for_dialect  # noqa: E402
+from bench.scratch_database import scratch_database  # noqa: E402
 from sdfarm.migrate import upgrade  # noqa: E402
 from sdfarm.settings import Settings  # noqa: E402
 
@@ -304,17 +304,9 @@ def database(backend: str, workdir: Path, postgres_url: str) -> Iterator[str]:
         upgrade(url)
         yield url
         return
-    name = f"sdfarm_bench_{uuid.uuid4().hex[:10]}"
-    admin = postgres_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    url = f"{postgres_url.rsplit('/', 1)[0]}/{name}"
-    try:
+    with scratch_database(postgres_url) as url:
         upgrade(url)
         yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def machine() -> dict:

@@ -25,8 +25,8 @@ class ImageStore(ABC):
     """Stores and returns objects by key; writes are atomic (all or nothing)."""
 
     @abstractmethod
-    def put(self, key: str, data: bytes) -> None:
-        """Store data under key, replacing nothing half-written if interrupted."""
+    def put(self, key: str, data: bytes, durable: bool = True) -> None:
+        """Store data under key, never half-written; `durable` also waits until it is on disk."""
 
     @abstractmethod
     def read(self, key: str) -> bytes:
@@ -65,7 +65,7 @@ class LocalImageStore(ImageStore):
             raise InvalidKeyError(f"object key {key!r} leaves the store")
         return path
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes, durable: bool = True) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write beside the target and rename: readers and crashes never see a partial file.
@@ -74,7 +74,8 @@ class LocalImageStore(ImageStore):
             with temp.open("wb") as handle:
                 handle.write(data)
                 handle.flush()
-                os.fsync(handle.fileno())
+                if durable:
+                    os.fsync(handle.fileno())
             os.replace(temp, path)
         finally:
             temp.unlink(missing_ok=True)

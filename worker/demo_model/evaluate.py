@@ -9,6 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
+import diffusers
 import numpy as np
 import torch
 from diffusers import StableDiffusionPipeline
@@ -34,10 +35,21 @@ def adherence_prompts() -> list[tuple[str, str, str]]:
 
 
 def evaluate_adherence(
-    model_dir: Path | str, *, steps: int = 20, guidance_scale: float = 7.0, seed: int = 0, grid_path: Path | None = None
+    model_dir: Path | str,
+    *,
+    steps: int = 20,
+    guidance_scale: float = 7.0,
+    seed: int = 0,
+    scheduler: str | None = None,
+    grid_path: Path | None = None,
 ) -> dict:
-    """Generate each colour pair once (one batch) and report the fractions with correct background, shape, both."""
+    """Generate each colour pair once (one batch) and report the fractions with correct background, shape, both.
+
+    `scheduler` names a diffusers scheduler class to sample with instead of the shipped one.
+    """
     pipeline = load_pipeline(model_dir)
+    if scheduler is not None:
+        pipeline.scheduler = getattr(diffusers, scheduler).from_config(pipeline.scheduler.config)
     cases = adherence_prompts()
     images = pipeline(
         [text for _, _, text in cases],
@@ -61,6 +73,7 @@ def evaluate_adherence(
         "steps": steps,
         "guidance_scale": guidance_scale,
         "seed": seed,
+        "scheduler": type(pipeline.scheduler).__name__,
         "results": results,
     }
 
@@ -88,12 +101,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
     parser.add_argument("--guidance-scale", type=float, default=7.0, help="classifier-free guidance (default 7.0)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument(
+        "--scheduler", help="diffusers scheduler class to sample with, e.g. EulerAncestralDiscreteScheduler"
+    )
     parser.add_argument("--json", type=Path, help="also write the full report, per prompt, to this JSON file")
     parser.add_argument("--grid", type=Path, help="also save all generated images as one PNG contact sheet")
     parser.add_argument("--verbose", action="store_true", help="list every prompt the model got wrong")
     args = parser.parse_args(argv)
     report = evaluate_adherence(
-        args.model_dir, steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed, grid_path=args.grid
+        args.model_dir,
+        steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        seed=args.seed,
+        scheduler=args.scheduler,
+        grid_path=args.grid,
     )
     print(f"background colour correct: {report['background']:.1%}")
     print(f"shape colour correct:      {report['shape']:.1%}")

@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--unet-steps", type=int, default=6000, help="UNet + text encoder steps (default 6000)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights, data and noise (default 0)")
-    parser.add_argument("--image-size", type=int, default=64, help="image side in pixels, a multiple of 8")
+    parser.add_argument("--image-size", type=int, default=64, help="image side, a multiple of 32 (default 64)")
     args = parser.parse_args(argv)
     train_demo_model(
         args.out,

@@ -3,7 +3,6 @@ images/s of a plain in-process diffusers loop with the same model, size, steps a
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections import defaultdict
@@ -99,8 +98,12 @@ def encoding_seconds_per_image(size: int) -> float:
 def run(
     work_dir: Path, model_dir: Path, images: int = 64, batch: int = 4, steps: int = 20, size: int = 64, repeats: int = 3
 ) -> dict:
-    """Measure both sides `repeats` times on this machine and report the medians."""
-    threads = os.cpu_count() or 1
+    """Measure both sides `repeats` times on this machine and report the medians.
+
+    Both sides use one torch thread: on a small shared machine, two OpenMP threads stall
+    whenever another process takes a core, which would measure the neighbours, not the farm.
+    """
+    threads = 1
     plain = [plain_loop_images_per_second(model_dir, images, batch, steps, size, threads) for _ in range(repeats)]
     farm = BenchFarm(work_dir, model=str(model_dir), max_batch=batch, cpu_threads=threads)
     try:

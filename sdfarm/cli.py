@@ -229,14 +229,15 @@ def make_tiny(directory, seed) -> None:
 
 @model.command("train-demo")
 @click.argument("directory", type=click.Path(path_type=Path))
-@click.option("--vae-steps", type=int, default=None, help="Default: the shipped model's recipe.")
-@click.option("--unet-steps", type=int, default=None, help="Default: the shipped model's recipe.")
-def train_demo(directory, vae_steps, unet_steps) -> None:
+@click.option("--vae-steps", type=int, default=1500, show_default=True, help="Autoencoder steps (shipped recipe).")
+@click.option("--unet-steps", type=int, default=6000, show_default=True, help="UNet + text encoder steps.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def train_demo(directory, vae_steps, unet_steps, seed) -> None:
     """Train the demo 'shapes' model (coloured shapes on coloured backgrounds) into DIRECTORY."""
     from worker.demo_model.train import train_demo_model
 
-    options = {k: v for k, v in {"vae_steps": vae_steps, "unet_steps": unet_steps}.items() if v is not None}
-    train_demo_model(directory, **options)
+    train_demo_model(directory, vae_steps=vae_steps, unet_steps=unet_steps, seed=seed)
+    click.echo(f"shapes model written to {directory}; use it with SDFARM_MODEL={directory}")
 
 
 @main.group("models")

@@ -61,11 +61,12 @@ class RenderService:
     def run_next(self, model: str) -> int:
         """Claim and render one batch for `model`; returns how many images it rendered."""
         claim = claim_batch(self.sessions, model, self.worker_name, self.max_batch, self.lease_seconds)
+        if queued_count(self.sessions, model) > 0:
+            # Keep one message per batch in flight: this run consumed one (even a run that lost
+            # every race for rows, or the chain would stall until the reaper's next pass).
+            self.queue.publish(model)
         if claim is None:
             return 0
-        if queued_count(self.sessions, model) > 0:
-            # Keep one message per batch in flight: this run consumed one.
-            self.queue.publish(model)
         if claim.items[0].run_alone:
             # A suspect (its last batch died with its worker) runs only after every earlier
             # image is saved, so if it kills this process too it takes nothing else with it.

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
 from models.image import Image, ImageStatus
+from models.image_store import ImageStore, object_key_for
 from models.queue import RenderQueue
 from worker.claims import expired_leases
 
@@ -35,9 +36,12 @@ class ReapReport:
 class Reaper:
     """One pass = expire leases, then make sure every model with queued work has messages."""
 
-    def __init__(self, sessions: sessionmaker[Session], queue: RenderQueue, max_attempts: int, max_batch: int):
+    def __init__(
+        self, sessions: sessionmaker[Session], queue: RenderQueue, store: ImageStore, max_attempts: int, max_batch: int
+    ):
         self.sessions = sessions
         self.queue = queue
+        self.store = store
         self.max_attempts = max_attempts
         self.max_batch = max_batch
 
@@ -53,15 +57,18 @@ class Reaper:
         return report
 
     def _expire_leases(self, report: ReapReport) -> None:
+        taken_back: list[tuple[int, int, str]] = []
         with self.sessions() as session:
             stale = expired_leases(session)
             batch_sizes = Counter(item.lease_token for item in stale)
             for item in stale:
-                held = (Image.id == item.id, Image.status == ImageStatus.RUNNING, Image.lease_token == item.lease_token)
+                token = item.lease_token  # read first: the update below also clears it on the loaded row
+                held = (Image.id == item.id, Image.status == ImageStatus.RUNNING, Image.lease_token == token)
                 if item.attempts >= self.max_attempts:
                     error = f"gave up after {item.attempts} attempts; last: {item.error or LOST_WORKER}"
                     values = dict(status=ImageStatus.FAILED, error=error, finished_at=utcnow(), progress=0.0)
-                    report.failed += session.execute(update(Image).where(*held).values(**values)).rowcount
+                    changed = session.execute(update(Image).where(*held).values(**values)).rowcount
+                    report.failed += changed
                 else:
                     # If the worker died during a batch, any one item may have killed it: run each alone.
                     values = dict(
@@ -70,10 +77,21 @@ class Reaper:
                         lease_expires_at=None,
                         progress=0.0,
                         error=item.error or LOST_WORKER,
-                        run_alone=batch_sizes[item.lease_token] > 1 or item.run_alone,
+                        run_alone=batch_sizes[token] > 1 or item.run_alone,
                     )
-                    report.requeued += session.execute(update(Image).where(*held).values(**values)).rowcount
+                    changed = session.execute(update(Image).where(*held).values(**values)).rowcount
+                    report.requeued += changed
+                if changed and token:
+                    taken_back.append((item.job_id, item.index, token))
             session.commit()
+        for job_id, index, token in taken_back:
+            self._delete_attempt_files(job_id, index, token)
+
+    def _delete_attempt_files(self, job_id: int, index: int, token: str) -> None:
+        """A worker killed between writing its files and recording them leaves them behind; the
+        keys are derived from the lease token, so the attempt's files are found without a scan."""
+        for suffix in (".png", ".thumb.webp"):
+            self.store.delete(object_key_for(job_id, index, token, suffix))
 
     def _republish(self, report: ReapReport) -> None:
         with self.sessions() as session:

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from models.db import make_engine, make_session_factory
+from models.image_store import LocalImageStore
 from models.queue import RenderQueue, make_celery
 from sdfarm.settings import Settings
 from worker.reaper import Reaper, ReaperThread
@@ -141,7 +142,8 @@ class Supervisor:
     def _start_reaper(self) -> ReaperThread:
         engine = make_engine(self.settings.resolved_database_url)
         queue = RenderQueue(make_celery(self.settings), self.settings.redis_url)
-        reaper = Reaper(make_session_factory(engine), queue, self.settings.max_attempts, self.settings.max_batch)
+        store = LocalImageStore(self.settings.resolved_object_dir)
+        reaper = Reaper(make_session_factory(engine), queue, store, self.settings.max_attempts, self.settings.max_batch)
         thread = ReaperThread(reaper, interval=max(1.0, self.settings.lease_seconds / 3))
         thread.start()
         return thread

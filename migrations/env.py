@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 from models import Base
 from models.db import make_engine
 from sdfarm.settings import Settings

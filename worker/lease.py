@@ -28,11 +28,13 @@ class LeaseKeeper:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{token[:8]}", daemon=True)
 
-    def __enter__(self) -> LeaseKeeper:
+    def start(self) -> LeaseKeeper:
+        """Begin renewing in the background."""
         self._thread.start()
         return self
 
-    def __exit__(self, *_exc) -> None:
+    def stop(self) -> None:
+        """Stop renewing (the batch is saved, failed, or handed back)."""
         self._stop.set()
         self._thread.join()
 

@@ -72,7 +72,7 @@ class RenderService:
             # image is saved, so if it kills this process too it takes nothing else with it.
             self.flush()
         self.stats.busy(claim.items[0].job_id)
-        lease = LeaseKeeper(self.sessions, claim.token, self.lease_seconds).__enter__()
+        lease = LeaseKeeper(self.sessions, claim.token, self.lease_seconds).start()
         handed_over = False
         try:
             rendered = self._render(claim, lease)
@@ -90,7 +90,7 @@ class RenderService:
             raise
         finally:
             if not handed_over:
-                lease.__exit__(None, None, None)
+                lease.stop()
             self.stats.idle()
 
     def flush(self) -> None:
@@ -173,7 +173,7 @@ class RenderService:
         except Exception:
             log.exception("could not save batch %s; its lease will expire and it will run again", claim.token[:8])
         finally:
-            lease.__exit__(None, None, None)
+            lease.stop()
             self._save_slots.release()
 
 

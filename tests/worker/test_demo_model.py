@@ -81,3 +81,11 @@ def test_training_a_few_steps_writes_a_loadable_model(tmp_path: Path) -> None:
         "a red circle on a blue background", num_inference_steps=2, generator=torch.Generator().manual_seed(0)
     ).images[0]
     assert image.size == (64, 64)
+
+
+def test_shipped_defaults_name_a_known_sampler() -> None:
+    from models.samplers import find_sampler
+
+    defaults = json.loads((SHIPPED_MODEL_DIR / "sdfarm.json").read_text())
+    assert find_sampler(defaults["sampler"]) is not None
+    assert defaults["steps"] >= 15 and defaults["guidance_scale"] <= 7.5

@@ -22,8 +22,7 @@ from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipe
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from worker.model_build.tiny import COMMON_WORDS, SD1_SCHEDULE, tiny_text_encoder, tiny_unet, tiny_vae
-from worker.model_build.tokenizer import build_clip_tokenizer
+from worker.model_build.tiny import SD1_SCHEDULE, clip_tokenizer, tiny_text_config, tiny_unet, tiny_vae
 
 H100_DENSE_BF16_FLOPS = 989e12
 
@@ -66,19 +65,19 @@ def sd15_components(dtype: torch.dtype) -> dict:
     return {"unet": unet.to(dtype), "vae": vae.to(dtype), "text_encoder": text_encoder.to(dtype)}
 
 
-def tiny_components(dtype: torch.dtype) -> dict:
+def tiny_components(dtype: torch.dtype, tokenizer) -> dict:
     """The tiny model's shapes, for checking the script itself on a CPU."""
     return {
         "unet": tiny_unet(64).to(dtype),
         "vae": tiny_vae(64).to(dtype),
-        "text_encoder": tiny_text_encoder(49408, 49406, 49407).to(dtype),
+        "text_encoder": CLIPTextModel(tiny_text_config(tokenizer)).to(dtype),
     }
 
 
 def build_pipeline(tiny: bool, device: str, dtype: torch.dtype, compile_unet: bool) -> StableDiffusionPipeline:
     """Assemble the pipeline (the tokenizer does not change the compute: prompts are padded to 77)."""
-    components = tiny_components(dtype) if tiny else sd15_components(dtype)
-    tokenizer = build_clip_tokenizer(COMMON_WORDS, Path(tempfile.mkdtemp()) / "tokenizer")
+    tokenizer = clip_tokenizer(Path(tempfile.mkdtemp()) / "tokenizer")
+    components = tiny_components(dtype, tokenizer) if tiny else sd15_components(dtype)
     pipeline = StableDiffusionPipeline(
         tokenizer=tokenizer,
         scheduler=EulerDiscreteScheduler(

@@ -43,6 +43,8 @@ class ModelOptions:
     vae: Path | None = None  # a diffusers AutoencoderKL folder or a .safetensors VAE
     config: Path | None = None  # a diffusers folder whose configs and tokenizers fit a single-file checkpoint
     safety_checker: bool = False  # run the diffusers safety checker when the weights include one
+    # What a single file's UNet predicts: "epsilon" or "v_prediction" (weights cannot tell).
+    prediction_type: str = "epsilon"
 
 
 @dataclass(frozen=True)
@@ -129,8 +131,9 @@ def _entry_for(name: str, path: Path, builtin: bool = False) -> ModelEntry:
     kind = "single_file" if path.suffix == ".safetensors" else "diffusers"
     sidecar = _sidecar(path, kind)
     architecture = sidecar.get("architecture") or detect_architecture(path, kind)
-    defaults = _read_defaults(path, kind, architecture, sidecar)
-    return ModelEntry(name, path, kind, defaults, builtin, architecture, _read_options(path, sidecar))
+    options = _read_options(path, sidecar, architecture)
+    defaults = _read_defaults(path, kind, architecture, sidecar, options)
+    return ModelEntry(name, path, kind, defaults, builtin, architecture, options)
 
 
 def _sidecar(path: Path, kind: str) -> dict[str, Any]:
@@ -145,11 +148,15 @@ def _sidecar(path: Path, kind: str) -> dict[str, Any]:
     return values if isinstance(values, dict) else {}
 
 
-def _read_defaults(path: Path, kind: str, architecture: str, sidecar: dict[str, Any]) -> ModelDefaults:
+def _read_defaults(
+    path: Path, kind: str, architecture: str, sidecar: dict[str, Any], options: ModelOptions
+) -> ModelDefaults:
     """Defaults from the defaults file, else the native size from the UNet config or the architecture."""
     values: dict[str, Any] = {}
     if architecture in NATIVE_SIDE:
         values["width"] = values["height"] = NATIVE_SIDE[architecture]
+    if kind == "single_file" and architecture == "sd2" and options.prediction_type == "v_prediction":
+        values["width"] = values["height"] = 768  # SD 2.x v-prediction models are the 768 px ones
     if kind == "diffusers":
         unet_config = path / "unet" / "config.json"
         if unet_config.is_file():
@@ -160,7 +167,7 @@ def _read_defaults(path: Path, kind: str, architecture: str, sidecar: dict[str, 
     return ModelDefaults(**values)
 
 
-def _read_options(path: Path, sidecar: dict[str, Any]) -> ModelOptions:
+def _read_options(path: Path, sidecar: dict[str, Any], architecture: str) -> ModelOptions:
     """Loading options; relative paths are relative to the folder that holds the model."""
 
     def resolve(value: Any) -> Path | None:
@@ -173,7 +180,29 @@ def _read_options(path: Path, sidecar: dict[str, Any]) -> ModelOptions:
         vae=resolve(sidecar.get("vae")),
         config=resolve(sidecar.get("config")),
         safety_checker=bool(sidecar.get("safety_checker", False)),
+        prediction_type=_prediction_type(path, sidecar, architecture),
     )
+
+
+def _prediction_type(path: Path, sidecar: dict[str, Any], architecture: str) -> str:
+    """The defaults file's choice, else the checkpoint's own `modelspec.prediction_type`, else the release's.
+
+    SD 2.x defaults to v-prediction: 2.0-v and 2.1 (the 768 px models most people use) predict v,
+    only the 512 px "base" models predict noise; those say `"prediction_type": "epsilon"`.
+    """
+    declared = sidecar.get("prediction_type")
+    if declared is None and path.suffix == ".safetensors":
+        try:
+            declared = safetensors_header(path)[1].get("modelspec.prediction_type")
+        except (OSError, ValueError):
+            declared = None
+    if declared is None:
+        return "v_prediction" if architecture == "sd2" else "epsilon"
+    return PREDICTION_TYPES.get(str(declared).lower(), str(declared))
+
+
+# Spellings seen in defaults files and in the modelspec metadata of checkpoints.
+PREDICTION_TYPES = {"epsilon": "epsilon", "eps": "epsilon", "v": "v_prediction", "v_prediction": "v_prediction"}
 
 
 # The size each architecture was trained at (SD 2.x 768 models say so in their UNet config).
@@ -184,7 +213,7 @@ def detect_architecture(path: Path, kind: str) -> str:
     """sd1, sd2 or sdxl from the files' names and configs (no weights are read); "unknown" otherwise."""
     try:
         if kind == "single_file":
-            return architecture_of_keys(safetensors_keys(path))
+            return architecture_of_keys(safetensors_header(path)[0])
         index = json.loads((path / "model_index.json").read_text())
         if "text_encoder_2" in index or "XL" in index.get("_class_name", ""):
             return "sdxl"
@@ -209,14 +238,21 @@ def architecture_of_keys(keys: Iterable[str]) -> str:
     return "unknown"
 
 
-def safetensors_keys(file: Path) -> list[str]:
-    """Tensor names from a .safetensors header: 8 bytes of length, then JSON; no weights are read."""
+def safetensors_header(file: Path) -> tuple[dict[str, list[int]], dict[str, str]]:
+    """Tensor shapes by name and the metadata of a .safetensors file: 8 bytes of length, then JSON.
+
+    No weights are read, so this takes milliseconds even for a 7 GB checkpoint.
+    """
     with file.open("rb") as handle:
         length = int.from_bytes(handle.read(8), "little")
         if not 2 <= length <= 100 * 1024 * 1024:
             raise ValueError(f"{file} is not a safetensors file")
         header = json.loads(handle.read(length))
-    return [key for key in header if key != "__metadata__"]
+    if not isinstance(header, dict):
+        raise ValueError(f"{file} is not a safetensors file")
+    metadata = header.pop("__metadata__", None)
+    shapes = {key: value["shape"] for key, value in header.items() if isinstance(value, dict) and "shape" in value}
+    return shapes, metadata if isinstance(metadata, dict) else {}
 
 
 _hash_cache: dict[tuple[str, int, int], str] = {}

@@ -48,7 +48,6 @@ def load_pipeline(entry: ModelEntry, device: str, compile_unet: bool = False):
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     ensure_builtin(entry)
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
@@ -59,23 +58,16 @@ def load_pipeline(entry: ModelEntry, device: str, compile_unet: bool = False):
         )
     try:
         if entry.kind == "diffusers":
-            index = entry.path / "model_index.json"
-            if not index.is_file():
-                raise ModelLoadError(
-                    f"model {entry.name!r}: {entry.path} has no model_index.json; is it a diffusers folder?"
-                )
-            class_name = json.loads(index.read_text()).get("_class_name", "")
-            pipeline_class = StableDiffusionXLPipeline if "XL" in class_name else StableDiffusionPipeline
-            extra = {} if pipeline_class is StableDiffusionXLPipeline else _safety_checker_arguments(entry)
-            pipeline = pipeline_class.from_pretrained(entry.path, dtype=dtype, local_files_only=True, **extra)
-            config_folder = entry.path
+            pipeline = _load_diffusers_folder(entry, dtype)
+            if entry.options.vae is not None:
+                pipeline.vae = load_vae(entry, entry.path, dtype)
         else:
-            from worker.single_file import checkpoint_architecture, config_folder, load_single_file
+            from worker.single_file import config_folder, load_single_file
 
-            pipeline = load_single_file(entry, dtype)
-            config_folder = config_folder(entry, checkpoint_architecture(entry.path))
-        if entry.options.vae is not None:
-            pipeline.vae = load_vae(entry, config_folder, dtype)
+            with config_folder(entry) as configs:
+                pipeline = load_single_file(entry, configs, dtype)
+                if entry.options.vae is not None:
+                    pipeline.vae = load_vae(entry, configs, dtype)
     except ModelLoadError:
         raise
     except Exception as error:  # diffusers raises many types; the user needs one clear message
@@ -90,6 +82,19 @@ def load_pipeline(entry: ModelEntry, device: str, compile_unet: bool = False):
         pipeline.unet = torch.compile(pipeline.unet, mode="max-autotune-no-cudagraphs", dynamic=False)
     log.info("loaded model %s (%s) on %s in %s", entry.name, entry.kind, device, dtype)
     return pipeline
+
+
+def _load_diffusers_folder(entry: ModelEntry, dtype):
+    """A diffusers folder through its own pipeline class (SDXL's for SDXL)."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    index = entry.path / "model_index.json"
+    if not index.is_file():
+        raise ModelLoadError(f"model {entry.name!r}: {entry.path} has no model_index.json; is it a diffusers folder?")
+    class_name = json.loads(index.read_text()).get("_class_name", "")
+    pipeline_class = StableDiffusionXLPipeline if "XL" in class_name else StableDiffusionPipeline
+    extra = {} if pipeline_class is StableDiffusionXLPipeline else _safety_checker_arguments(entry)
+    return pipeline_class.from_pretrained(entry.path, dtype=dtype, local_files_only=True, **extra)
 
 
 def _safety_checker_arguments(entry: ModelEntry) -> dict:

@@ -28,7 +28,10 @@ def check_model(entry: ModelEntry) -> None:
             f".safetensors file, or put one in SDFARM_MODELS_DIR."
         )
     if entry.kind == "single_file":
+        from worker.single_file import check_single_file
+
         _check_safetensors(path, entry.name)
+        check_single_file(entry)
         return
     index_file = path / "model_index.json"
     if not index_file.is_file():

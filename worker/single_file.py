@@ -1,62 +1,86 @@
 """Load a single-file (original LDM layout) `.safetensors` checkpoint of SD 1.x, SD 2.x or SDXL, offline.
 
 A single file holds weights only. The configs and tokenizers diffusers needs to build the
-pipeline come from a local diffusers folder, never a hub: the one named by `config` in the
-model's defaults file, else a diffusers folder of the same architecture in the same models
-directory (a downloaded `stable-diffusion-v1-5` serves every SD 1.x checkpoint beside it).
+pipeline are generated from the file's own tensor shapes (`worker.checkpoint_config`) into
+a temporary folder, or taken from the diffusers folder that the model's defaults file names
+as `config` (for checkpoints whose layout is not a Stable Diffusion release's).
 """
 
 from __future__ import annotations
 
-import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from models.catalog import ModelEntry, architecture_of_keys, detect_architecture, safetensors_keys
+from models.catalog import PREDICTION_TYPES, ModelEntry, architecture_of_keys, safetensors_header
+from worker.checkpoint_config import CheckpointConfigError, pipeline_configs, write_config_folder
 from worker.runner import ModelLoadError
 
 
-def checkpoint_architecture(file: Path) -> str:
-    """sd1, sd2 or sdxl from the checkpoint's tensor names; ModelLoadError when it is none of them."""
-    architecture = architecture_of_keys(safetensors_keys(file))
+def checkpoint_architecture(entry: ModelEntry) -> tuple[str, dict[str, list[int]]]:
+    """sd1, sd2 or sdxl, and the tensor shapes, from the checkpoint's header; ModelLoadError otherwise."""
+    try:
+        shapes, _metadata = safetensors_header(entry.path)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(
+            f"model {entry.name!r}: {entry.path} is not a readable safetensors file ({error})"
+        ) from None
+    architecture = architecture_of_keys(shapes)
     if architecture == "unknown":
         raise ModelLoadError(
-            f"{file} is not a Stable Diffusion 1.x, 2.x or XL checkpoint (it has no CLIP or OpenCLIP text "
-            "encoder under cond_stage_model or conditioner); is it a LoRA, a VAE or a diffusers component?"
+            f"model {entry.name!r}: {entry.path} is not a Stable Diffusion 1.x, 2.x or XL checkpoint (it has no CLIP "
+            "or OpenCLIP text encoder under cond_stage_model or conditioner); is it a LoRA, a VAE or a diffusers "
+            "component?"
         )
+    return architecture, shapes
+
+
+def check_single_file(entry: ModelEntry) -> str:
+    """Everything about a checkpoint that can be checked without reading weights; returns its architecture."""
+    architecture, shapes = checkpoint_architecture(entry)
+    if entry.options.prediction_type not in set(PREDICTION_TYPES.values()):
+        raise ModelLoadError(
+            f"model {entry.name!r}: prediction_type {entry.options.prediction_type!r} in its defaults file must be "
+            "epsilon or v_prediction"
+        )
+    if entry.options.config is not None:
+        if not (entry.options.config / "model_index.json").is_file():
+            raise ModelLoadError(
+                f"model {entry.name!r}: its config {entry.options.config} is not a diffusers folder "
+                "(no model_index.json)"
+            )
+        return architecture
+    try:
+        pipeline_configs(shapes, architecture, entry.options.prediction_type)
+    except CheckpointConfigError as error:
+        sidecar = entry.path.name + ".sdfarm.json"
+        raise ModelLoadError(
+            f"model {entry.name!r}: sdfarm cannot work out the configs of this {architecture} checkpoint: {error}. "
+            f'Name a diffusers folder that fits it in {sidecar}: {{"config": "/path/to/diffusers-folder"}}.'
+        ) from None
     return architecture
 
 
-def config_folder(entry: ModelEntry, architecture: str) -> Path:
-    """The local diffusers folder whose configs and tokenizers fit this checkpoint."""
-    configured = entry.options.config
-    if configured is not None:
-        if not (configured / "model_index.json").is_file():
-            raise ModelLoadError(
-                f"model {entry.name!r}: its config {configured} is not a diffusers folder (no model_index.json)"
-            )
-        return configured
-    for candidate in sorted(entry.path.parent.iterdir()):
-        if (candidate / "model_index.json").is_file() and detect_architecture(candidate, "diffusers") == architecture:
-            return candidate
-    sidecar = entry.path.name + ".sdfarm.json"
-    raise ModelLoadError(
-        f"model {entry.name!r} is a single-file {architecture} checkpoint and sdfarm has no {architecture} configs "
-        f"to build it with (it never downloads them). Put a diffusers {architecture} model folder beside it in "
-        f'{entry.path.parent}, or name one in {sidecar}: {{"config": "/path/to/diffusers-folder"}}.'
-    )
+@contextmanager
+def config_folder(entry: ModelEntry) -> Iterator[Path]:
+    """A diffusers folder of configs and tokenizers for the checkpoint, for as long as the load needs it."""
+    check_single_file(entry)
+    if entry.options.config is not None:
+        yield entry.options.config
+        return
+    architecture, shapes = checkpoint_architecture(entry)
+    with tempfile.TemporaryDirectory(prefix="sdfarm-configs-") as folder:
+        yield write_config_folder(shapes, architecture, entry.options.prediction_type, Path(folder))
 
 
-def load_single_file(entry: ModelEntry, dtype):
-    """Build the text-to-image pipeline (SDXL's own for SDXL) from one checkpoint file, offline."""
+def load_single_file(entry: ModelEntry, configs: Path, dtype):
+    """Build the text-to-image pipeline (SDXL's own for SDXL) from one checkpoint file and its config folder."""
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    architecture = checkpoint_architecture(entry.path)
-    config = config_folder(entry, architecture)
+    architecture, _shapes = checkpoint_architecture(entry)
     pipeline_class = StableDiffusionXLPipeline if architecture == "sdxl" else StableDiffusionPipeline
     extra = {} if architecture == "sdxl" else {"safety_checker": None, "requires_safety_checker": False}
-    index = json.loads((config / "model_index.json").read_text())
-    if architecture != "sdxl" and "XL" in index.get("_class_name", ""):
-        raise ModelLoadError(f"model {entry.name!r}: config {config} is an SDXL folder but the file is {architecture}")
     return pipeline_class.from_single_file(
-        str(entry.path), config=str(config), local_files_only=True, torch_dtype=dtype, **extra
+        str(entry.path), config=str(configs), local_files_only=True, torch_dtype=dtype, **extra
     )

@@ -1,4 +1,7 @@
-"""Fixtures for the generation features: tiny SD 1.x, 2.x and XL models as diffusers folders and single files."""
+"""Fixtures for the generation features: tiny SD 1.x, 2.x and XL models as diffusers folders and single files.
+
+The single files have no configs beside them: the loader generates them from the weights.
+"""
 
 from __future__ import annotations
 
@@ -46,8 +49,6 @@ def feature_models(models_dir, tmp_path_factory) -> Path:
     ):
         pipeline = pipeline_class.from_pretrained(directory / folder, local_files_only=True)
         save_single_file(pipeline, architecture, directory / f"{name}.safetensors")
-    # SD 1.x names its configs explicitly; the others find the folder of their architecture beside them.
-    (directory / "tiny-sd1-single.safetensors.sdfarm.json").write_text(json.dumps({"config": "tiny-sd1"}))
     return directory
 
 

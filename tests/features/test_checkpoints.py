@@ -54,9 +54,13 @@ def test_models_api_lists_architecture_and_hash(client):
 
 
 @pytest.mark.parametrize("name", ["tiny-sd2-single", "tiny-xl-single", "tiny-sd1-single"])
-def test_single_file_loads_offline_and_renders_like_its_diffusers_folder(feature_models, name):
+def test_single_file_alone_loads_offline_and_renders_like_its_diffusers_folder(feature_models, name, tmp_path):
+    import shutil
+
     _architecture, folder = TINY_MODELS[name]
-    single = runner_for(feature_models, name)
+    # Alone in its directory: no configs, tokenizers or diffusers folders anywhere near it.
+    shutil.copy(feature_models / f"{name}.safetensors", tmp_path / f"{name}.safetensors")
+    single = runner_for(tmp_path, name)
     folder_runner = runner_for(feature_models, folder)
     if name == "tiny-xl-single":
         assert type(single.pipeline).__name__ == "StableDiffusionXLPipeline"
@@ -92,14 +96,12 @@ def test_vae_override_replaces_the_models_vae(feature_models, other_vae, tmp_pat
     assert difference(overridden, original) > 1
 
 
-def test_single_file_without_configs_fails_with_a_clear_message(feature_models, tmp_path):
-    import shutil
-
+def test_single_files_that_are_not_sd_checkpoints_fail_with_a_clear_message(tmp_path):
     from worker.loader import load_pipeline
+    from worker.preflight import check_model
 
-    shutil.copy(feature_models / "tiny-xl-single.safetensors", tmp_path / "lonely.safetensors")
-    with pytest.raises(ModelLoadError, match="no sdxl configs.*never downloads"):
-        load_pipeline(ModelCatalog(tmp_path).get("lonely"), "cpu")
     (tmp_path / "not-a-model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
-    with pytest.raises(ModelLoadError):
+    with pytest.raises(ModelLoadError, match="holds no tensors"):
+        check_model(ModelCatalog(tmp_path).get("not-a-model"))
+    with pytest.raises(ModelLoadError, match="not a Stable Diffusion 1.x, 2.x or XL checkpoint"):
         load_pipeline(ModelCatalog(tmp_path).get("not-a-model"), "cpu")

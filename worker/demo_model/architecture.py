@@ -5,9 +5,9 @@ from __future__ import annotations
 import inspect
 
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
-from transformers import CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from worker.model_build.tiny import SD1_SCHEDULE, tiny_text_encoder
+from worker.model_build.tiny import SD1_SCHEDULE
 
 TEXT_WIDTH = 64
 
@@ -50,8 +50,20 @@ def demo_unet(image_size: int, cross_attention_dim: int = TEXT_WIDTH) -> UNet2DC
 
 
 def demo_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
-    """The shared two-layer CLIP text transformer, a little wider than the random tiny model's."""
-    return tiny_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, width=TEXT_WIDTH)
+    """A two-layer CLIP text transformer over the demo's own small vocabulary."""
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=TEXT_WIDTH,
+        intermediate_size=TEXT_WIDTH * 2,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        projection_dim=TEXT_WIDTH,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    return CLIPTextModel(config)
 
 
 def _schedule_for(cls: type) -> dict:

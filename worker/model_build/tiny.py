@@ -1,10 +1,12 @@
 """`sdfarm model make-tiny`: a randomly initialised Stable Diffusion of the real architecture.
 
-Every component is the class a real SD 1.x checkpoint uses (CLIP tokenizer and text
-encoder, UNet2DConditionModel, AutoencoderKL with the usual 8x downscale, a DDIM/PNDM
-scheduler configured like SD 1.5), only much narrower, so a 64x64 image takes a few
-milliseconds per step on one CPU core. It is saved in diffusers format with
-safetensors and loaded through the same code path as real weights.
+Every component is the class a real SD 1.x checkpoint uses (CLIP's own tokenizer and
+vocabulary, a CLIP text encoder, UNet2DConditionModel, AutoencoderKL with the usual 8x
+downscale, a PNDM scheduler configured like SD 1.5), only much narrower, so a 64x64 image
+takes a few milliseconds per step on one CPU core. The choices a release fixes rather than
+its weights (attention heads, GroupNorm groups) follow the rules sdfarm uses to rebuild the
+configs of a single-file checkpoint, so a single-file copy loads exactly like the folder.
+It is saved in diffusers format with safetensors and loaded like real weights.
 """
 
 from __future__ import annotations
@@ -13,17 +15,10 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from worker.model_build.tokenizer import build_clip_tokenizer
-
-# Words people type in prompts; any other word still tokenizes, byte by byte.
-COMMON_WORDS = """a an the of on in with and at by portrait photo painting drawing
-landscape city street forest mountain sea sky sunset night day cat dog bird horse
-person man woman child house car tree flower castle robot dragon red green blue
-yellow white black purple orange pink brown gray circle square triangle background
-small large bright dark detailed high quality best lowres blurry ugly cinematic
-lighting oil watercolor digital art style""".split()
+from worker.checkpoint_config import SD1_HEADS, heads_for_width, norm_groups
+from worker.clip.vocabulary import END_TOKEN, write_clip_tokenizer
 
 # Stable Diffusion 1.x noise schedule (scaled_linear betas over 1000 training steps).
 SD1_SCHEDULE = {
@@ -37,21 +32,28 @@ SD1_SCHEDULE = {
 }
 
 
-def tiny_text_encoder(vocab_size: int, bos_id: int, eos_id: int, width: int = 32) -> CLIPTextModel:
-    """A two-layer CLIP text transformer with the real model's 77-token context."""
-    config = CLIPTextConfig(
-        vocab_size=vocab_size,
+def clip_tokenizer(out_dir: Path, pad_token: str = END_TOKEN) -> CLIPTokenizer:
+    """CLIP's real tokenizer, written into out_dir and loaded from there."""
+    return CLIPTokenizer.from_pretrained(write_clip_tokenizer(out_dir, pad_token))
+
+
+def tiny_text_config(
+    tokenizer: CLIPTokenizer, width: int = 32, activation: str = "quick_gelu", projection: int | None = None
+) -> CLIPTextConfig:
+    """A two-layer CLIP text transformer config with the real vocabulary and 77-token context."""
+    return CLIPTextConfig(
+        vocab_size=len(tokenizer),
         hidden_size=width,
         intermediate_size=width * 2,
         num_hidden_layers=2,
-        num_attention_heads=4,
+        num_attention_heads=heads_for_width(width),
         max_position_embeddings=77,
-        projection_dim=width,
-        bos_token_id=bos_id,
-        eos_token_id=eos_id,
-        pad_token_id=eos_id,
+        projection_dim=projection or width,
+        hidden_act=activation,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
     )
-    return CLIPTextModel(config)
 
 
 def tiny_unet(image_size: int, cross_attention_dim: int = 32) -> UNet2DConditionModel:
@@ -65,8 +67,8 @@ def tiny_unet(image_size: int, cross_attention_dim: int = 32) -> UNet2DCondition
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=cross_attention_dim,
-        attention_head_dim=8,
-        norm_num_groups=16,
+        attention_head_dim=SD1_HEADS,
+        norm_num_groups=norm_groups([32, 64]),
     )
 
 
@@ -81,7 +83,7 @@ def tiny_vae(image_size: int) -> AutoencoderKL:
         down_block_types=("DownEncoderBlock2D",) * 4,
         up_block_types=("UpDecoderBlock2D",) * 4,
         layers_per_block=1,
-        norm_num_groups=8,
+        norm_num_groups=norm_groups([8, 16]),
     )
 
 
@@ -89,8 +91,8 @@ def build_tiny_model(out_dir: Path, seed: int = 0, image_size: int = 64) -> Path
     """Build the random tiny model deterministically from `seed` and save it to out_dir."""
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
-    tokenizer = build_clip_tokenizer(COMMON_WORDS, out_dir / "tokenizer")
-    text_encoder = tiny_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+    tokenizer = clip_tokenizer(out_dir / "tokenizer")
+    text_encoder = CLIPTextModel(tiny_text_config(tokenizer))
     pipeline = StableDiffusionPipeline(
         vae=tiny_vae(image_size),
         text_encoder=text_encoder,

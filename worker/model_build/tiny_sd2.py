@@ -11,44 +11,32 @@ from pathlib import Path
 
 import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import CLIPTextModel
 
-from worker.model_build.tiny import COMMON_WORDS, SD1_SCHEDULE, tiny_vae
-from worker.model_build.tokenizer import build_clip_tokenizer
+from worker.checkpoint_config import heads_for_width, norm_groups
+from worker.model_build.tiny import SD1_SCHEDULE, clip_tokenizer, tiny_text_config, tiny_vae
 
 WIDTH = 32
+CHANNELS = (32, 64)
 
 
 def build_tiny_sd2_model(out_dir: Path, seed: int = 0, image_size: int = 64) -> Path:
     """Build the random tiny SD 2.x deterministically from `seed` and save it as a diffusers folder."""
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
-    tokenizer = build_clip_tokenizer(COMMON_WORDS, out_dir / "tokenizer")
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=WIDTH,
-            intermediate_size=WIDTH * 2,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            projection_dim=WIDTH,
-            hidden_act="gelu",
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.eos_token_id,
-        )
-    )
+    tokenizer = clip_tokenizer(out_dir / "tokenizer", pad_token="!")  # OpenCLIP pads with "!"
+    text_encoder = CLIPTextModel(tiny_text_config(tokenizer, WIDTH, activation="gelu"))
     unet = UNet2DConditionModel(
         sample_size=image_size // 8,
-        block_out_channels=(32, 64),
+        block_out_channels=CHANNELS,
         layers_per_block=1,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=WIDTH,
-        attention_head_dim=(2, 4),
+        attention_head_dim=[heads_for_width(c) for c in CHANNELS],
         use_linear_projection=True,
-        norm_num_groups=16,
+        upcast_attention=True,
+        norm_num_groups=norm_groups(list(CHANNELS)),
     )
     schedule = {k: v for k, v in SD1_SCHEDULE.items() if k != "skip_prk_steps"}
     pipeline = StableDiffusionPipeline(

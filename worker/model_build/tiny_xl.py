@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-from worker.model_build.tiny import COMMON_WORDS, tiny_vae
-from worker.model_build.tokenizer import build_clip_tokenizer
+from worker.checkpoint_config import heads_for_width, norm_groups
+from worker.model_build.tiny import clip_tokenizer, tiny_text_config, tiny_vae
 
 FIRST_WIDTH = 32
 SECOND_WIDTH = 48
@@ -34,22 +34,6 @@ SDXL_SCHEDULE = {
 }
 
 
-def _text_config(tokenizer: CLIPTokenizer, width: int, activation: str, projection: int) -> CLIPTextConfig:
-    return CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=width,
-        intermediate_size=width * 2,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        projection_dim=projection,
-        hidden_act=activation,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
-    )
-
-
 def tiny_xl_unet(image_size: int) -> UNet2DConditionModel:
     """SDXL's UNet layout in miniature: plain first level, cross-attention below, text_time embeddings."""
     return UNet2DConditionModel(
@@ -61,13 +45,13 @@ def tiny_xl_unet(image_size: int) -> UNet2DConditionModel:
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=FIRST_WIDTH + SECOND_WIDTH,
-        attention_head_dim=(2, 4),
+        attention_head_dim=[heads_for_width(c) for c in (32, 64)],
         transformer_layers_per_block=1,
         use_linear_projection=True,
         addition_embed_type="text_time",
         addition_time_embed_dim=TIME_EMBED_WIDTH,
         projection_class_embeddings_input_dim=TIME_EMBED_WIDTH * 6 + POOLED_WIDTH,
-        norm_num_groups=16,
+        norm_num_groups=norm_groups([32, 64]),
     )
 
 
@@ -75,10 +59,10 @@ def build_tiny_xl_model(out_dir: Path, seed: int = 0, image_size: int = 64) -> P
     """Build the random tiny SDXL deterministically from `seed` and save it as a diffusers folder."""
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
-    tokenizer = build_clip_tokenizer(COMMON_WORDS, out_dir / "tokenizer")
-    tokenizer_2 = build_clip_tokenizer(COMMON_WORDS, out_dir / "tokenizer_2")
-    text_encoder = CLIPTextModel(_text_config(tokenizer, FIRST_WIDTH, "quick_gelu", FIRST_WIDTH))
-    text_encoder_2 = CLIPTextModelWithProjection(_text_config(tokenizer_2, SECOND_WIDTH, "gelu", POOLED_WIDTH))
+    tokenizer = clip_tokenizer(out_dir / "tokenizer")
+    tokenizer_2 = clip_tokenizer(out_dir / "tokenizer_2", pad_token="!")  # OpenCLIP pads with "!"
+    text_encoder = CLIPTextModel(tiny_text_config(tokenizer, FIRST_WIDTH))
+    text_encoder_2 = CLIPTextModelWithProjection(tiny_text_config(tokenizer_2, SECOND_WIDTH, "gelu", POOLED_WIDTH))
     vae = tiny_vae(image_size)
     vae.register_to_config(scaling_factor=0.13025)
     pipeline = StableDiffusionXLPipeline(

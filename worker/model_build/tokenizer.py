@@ -1,9 +1,9 @@
 """Build a CLIP byte-level BPE tokenizer whose vocabulary holds a chosen list of words.
 
-Real Stable Diffusion ships OpenAI's 49,408-token CLIP vocabulary. sdfarm cannot
-download it, so for its own tiny models it trains a miniature BPE on the words it
-needs: every one of those words becomes a single token, and any other text still
-tokenizes (into bytes), exactly as with the real tokenizer.
+Real Stable Diffusion uses OpenAI's 49,408-token CLIP vocabulary (`worker/clip`). The
+demo model is trained with a miniature one instead, a BPE learned on the words of its
+captions, which keeps its embedding table small: every one of those words becomes a single
+token, and any other text still tokenizes (into bytes), exactly as with the real tokenizer.
 """
 
 from __future__ import annotations
@@ -14,23 +14,12 @@ from pathlib import Path
 
 from transformers import CLIPTokenizer
 
-END_OF_WORD = "</w>"
-START_TOKEN = "<|startoftext|>"
-END_TOKEN = "<|endoftext|>"
+from worker.clip.vocabulary import END_OF_WORD, END_TOKEN, START_TOKEN, byte_symbols
 
 
 def _byte_alphabet() -> list[str]:
-    """The 256 printable stand-ins that byte-level BPE uses for raw bytes (GPT-2 / CLIP scheme)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    printable += list(range(ord("®"), ord("ÿ") + 1))
-    codes = printable[:]
-    shift = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            codes.append(256 + shift)
-            shift += 1
-    return [chr(code) for _, code in sorted(zip(printable, codes, strict=True))]
+    """The 256 byte stand-ins in byte order (the tiny vocabulary's own numbering)."""
+    return [symbol for _, symbol in sorted(byte_symbols())]
 
 
 def _learn_merges(words: list[str]) -> list[tuple[str, str]]:

@@ -1,4 +1,4 @@
-"""Init images for image-to-image: decoded, checked and stored before the job is."""
+"""Init images for image-to-image and masks for inpainting: decoded, checked and stored before the job is."""
 
 from __future__ import annotations
 
@@ -33,6 +33,14 @@ class InitImage:
     height: int
 
 
+@dataclass(frozen=True)
+class Uploads:
+    """Files sent as multipart parts instead of base64 in the JSON job."""
+
+    init_image: bytes | None = None
+    mask_image: bytes | None = None
+
+
 def _invalid(field: str, reason: str) -> ApiError:
     return ApiError(422, "invalid job", [{"field": field, "reason": reason}])
 
@@ -51,48 +59,58 @@ def decode_base64(encoded: str, field: str = "init_image") -> bytes:
         raise _invalid(field, "not valid base64") from None
 
 
-def decode_init_image(encoded: str) -> PILImage.Image:
-    """Base64 or a data URL to an RGB picture; 422 for anything that is not a sane PNG/JPEG/WebP."""
-    return open_init_image(decode_base64(encoded))
-
-
-def open_init_image(raw: bytes) -> PILImage.Image:
-    """Image bytes (JSON base64 or a multipart upload) to an RGB picture; 422 unless a sane PNG/JPEG/WebP."""
+def open_picture(raw: bytes, field: str = "init_image", mode: str = "RGB") -> PILImage.Image:
+    """Image bytes (JSON base64 or a multipart upload) to a picture in `mode`; 422 unless a sane PNG/JPEG/WebP."""
     if len(raw) > MAX_INIT_BYTES:
-        raise _invalid("init_image", f"larger than {MAX_INIT_BYTES // (1024 * 1024)} MB")
+        raise _invalid(field, f"larger than {MAX_INIT_BYTES // (1024 * 1024)} MB")
     try:
         picture = PILImage.open(io.BytesIO(raw))
         picture_format = picture.format
         picture.verify()
         picture = PILImage.open(io.BytesIO(raw))
         if picture_format not in ACCEPTED_FORMATS:
-            raise _invalid("init_image", f"format {picture_format} not accepted; send PNG, JPEG or WebP")
+            raise _invalid(field, f"format {picture_format} not accepted; send PNG, JPEG or WebP")
         if not (MIN_SIDE <= picture.width <= MAX_SIDE and MIN_SIDE <= picture.height <= MAX_SIDE):
-            raise _invalid(
-                "init_image", f"is {picture.width}x{picture.height}; each side must be {MIN_SIDE}..{MAX_SIDE}"
-            )
-        return picture.convert("RGB")
+            raise _invalid(field, f"is {picture.width}x{picture.height}; each side must be {MIN_SIDE}..{MAX_SIDE}")
+        return picture.convert(mode)
     except ApiError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, PILImage.DecompressionBombError):
-        raise _invalid("init_image", "not a readable PNG, JPEG or WebP image") from None
+        raise _invalid(field, "not a readable PNG, JPEG or WebP image") from None
+
+
+def _store_png(farm, picture: PILImage.Image, suffix: str = "") -> str:
+    """Save the picture, cropped to multiples of 8 (the VAE's block size), under a new key."""
+    picture = picture.crop((0, 0, picture.width - picture.width % 8, picture.height - picture.height % 8))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    key = f"inputs/{uuid.uuid4().hex}{suffix}.png"
+    farm.store.put(key, buffer.getvalue())
+    return key
+
+
+def _picture_from(spec_value: str | None, upload: bytes | None, field: str, mode: str) -> PILImage.Image | None:
+    """The picture sent in the JSON (base64) or as a multipart part; at most one of them."""
+    if upload is not None and spec_value is not None:
+        raise _invalid(field, f"send the {field} once: as the upload or in the job, not both")
+    if upload is not None:
+        return open_picture(upload, field, mode)
+    if spec_value is not None:
+        return open_picture(decode_base64(spec_value, field), field, mode)
+    return None
 
 
 def resolve_init_image(
-    farm, session: Session, spec: JobSpec, owner_key_id: int | None, upload: bytes | None = None
+    farm, session: Session, spec: JobSpec, owner_key_id: int | None, uploads: Uploads | None = None
 ) -> InitImage | None:
     """Store the job's init image (JSON or uploaded), or find the farm image it names; None for text-to-image."""
-    if upload is not None and (spec.init_image is not None or spec.init_image_id is not None):
+    uploads = uploads or Uploads()
+    if uploads.init_image is not None and spec.init_image_id is not None:
         raise _invalid("init_image", "send the init image once: as the upload or in the job, not both")
-    if spec.init_image is not None or upload is not None:
-        picture = open_init_image(upload) if upload is not None else decode_init_image(spec.init_image)
-        # Sizes must be multiples of 8 for the VAE; crop the few extra pixels.
-        picture = picture.crop((0, 0, picture.width - picture.width % 8, picture.height - picture.height % 8))
-        buffer = io.BytesIO()
-        picture.save(buffer, format="PNG")
-        key = f"inputs/{uuid.uuid4().hex}.png"
-        farm.store.put(key, buffer.getvalue())
-        return InitImage(key, picture.width, picture.height)
+    picture = _picture_from(spec.init_image, uploads.init_image, "init_image", "RGB")
+    if picture is not None:
+        key = _store_png(farm, picture)
+        return InitImage(key, picture.width - picture.width % 8, picture.height - picture.height % 8)
     if spec.init_image_id is not None:
         source = session.get(Image, spec.init_image_id)
         visible = source is not None and (owner_key_id is None or source.owner_key_id == owner_key_id)
@@ -104,8 +122,27 @@ def resolve_init_image(
     return None
 
 
-def multipart_job(context: dict[str, Any]) -> tuple[JobSpec, bytes | None]:
-    """A `multipart/form-data` job: a `job` part holding the JSON job and an optional `init_image` file part."""
+def resolve_mask(farm, spec: JobSpec, init: InitImage | None, uploads: Uploads | None = None) -> str | None:
+    """Store the job's inpainting mask (white is repainted, black kept) and return its key; None without one."""
+    uploads = uploads or Uploads()
+    mask = _picture_from(spec.mask_image, uploads.mask_image, "mask_image", "L")
+    if mask is None:
+        return None
+    if init is None:
+        reason = "inpainting needs the picture to paint into: also send init_image or init_image_id"
+        raise _invalid("mask_image", reason)
+    size = (mask.width - mask.width % 8, mask.height - mask.height % 8)
+    if size != (init.width, init.height):
+        raise _invalid(
+            "mask_image",
+            f"is {mask.width}x{mask.height} but the init image is {init.width}x{init.height}; send a mask of the "
+            "init image's size",
+        )
+    return _store_png(farm, mask, suffix="-mask")
+
+
+def multipart_job(context: dict[str, Any]) -> tuple[JobSpec, Uploads]:
+    """A `multipart/form-data` job: a `job` part holding the JSON job, optional `init_image` and `mask_image` parts."""
     job_part = request.files.get("job")
     text = job_part.read().decode("utf-8", "replace") if job_part is not None else request.form.get("job")
     if text is None:
@@ -120,10 +157,15 @@ def multipart_job(context: dict[str, Any]) -> tuple[JobSpec, bytes | None]:
         spec = JobSpec.model_validate(document, context=context)
     except ValidationError as error:
         raise ApiError(422, "invalid job", fields_from_validation(error)) from None
-    upload = request.files.get("init_image")
+    return spec, Uploads(_read_part("init_image"), _read_part("mask_image"))
+
+
+def _read_part(field: str) -> bytes | None:
+    """The bytes of a file part (at most one byte over the limit, so the size check can say so)."""
+    upload = request.files.get(field)
     if upload is None:
-        return spec, None
+        return None
     raw = upload.read(MAX_INIT_BYTES + 1)
     if not raw:
-        raise _invalid("init_image", "the uploaded file is empty")
-    return spec, raw
+        raise _invalid(field, "the uploaded file is empty")
+    return raw

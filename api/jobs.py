@@ -60,14 +60,14 @@ def create_job() -> tuple[Response, int, dict]:
     """POST /api/v1/jobs: validate, store, enqueue; 202 with the job and its Location.
 
     The body is the job as JSON, or `multipart/form-data` with the JSON in a `job` part and
-    the init image as an `init_image` file part (no base64 needed).
+    the init image and inpainting mask as `init_image` and `mask_image` file parts (no base64 needed).
     """
-    upload = None
+    uploads = None
     if request.mimetype == "multipart/form-data":
-        spec, upload = multipart_job(spec_context())
+        spec, uploads = multipart_job(spec_context())
     else:
         spec = parse_body(JobSpec, spec_context())
-    job = submit_job(farm(), db(), spec, owner_id(), init_upload=upload)
+    job = submit_job(farm(), db(), spec, owner_id(), uploads)
     body = render_job(job, with_images=False)
     return jsonify(body), 202, {"Location": f"/api/v1/jobs/{job.id}"}
 

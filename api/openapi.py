@@ -38,6 +38,11 @@ _MULTIPART: dict[str, dict[str, Any]] = {
         "properties": {
             "job": {"type": "string", "description": "The job as JSON (the application/json body)."},
             "init_image": {"type": "string", "format": "binary", "description": "PNG, JPEG or WebP init image."},
+            "mask_image": {
+                "type": "string",
+                "format": "binary",
+                "description": "Inpainting mask of the init image's size: white is repainted, black kept.",
+            },
         },
     },
     "/api/v1/png-info": {

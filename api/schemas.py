@@ -137,6 +137,7 @@ class ModelOut(BaseModel):
     hash: str | None = Field(description="Short SHA-256 of the weights (A1111's 10-hex 'Model hash').")
     path: str
     builtin: bool
+    inpainting: bool = Field(description="An inpainting model: its jobs need init_image and mask_image.")
     default: bool
     defaults: dict[str, Any]
     workers: int = Field(description="Live workers serving this model.")

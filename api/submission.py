@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from api.farm import Farm
-from api.init_images import resolve_init_image
+from api.init_images import Uploads, resolve_init_image, resolve_mask
 from api.rate_limits import check_queued_cap
 from models.base import utcnow
 from models.catalog import UnknownModelError, list_loras, lora_path, short_hash
@@ -48,7 +48,7 @@ def resolve_loras(lora_dir: Path, spec: JobSpec) -> list[dict[str, Any]]:
 
 
 def submit_job(
-    farm: Farm, session: Session, spec: JobSpec, owner_key_id: int | None, init_upload: bytes | None = None
+    farm: Farm, session: Session, spec: JobSpec, owner_key_id: int | None, uploads: Uploads | None = None
 ) -> Job:
     """Store the job and one row per image, commit, then publish; the job is never half-stored."""
     try:
@@ -60,7 +60,11 @@ def submit_job(
         ) from None
     loras = resolve_loras(farm.settings.resolved_lora_dir, spec)
     check_queued_cap(session, owner_key_id, spec.total)
-    init = resolve_init_image(farm, session, spec, owner_key_id, init_upload)
+    init = resolve_init_image(farm, session, spec, owner_key_id, uploads)
+    mask_key = resolve_mask(farm, spec, init, uploads)
+    if model.inpainting and mask_key is None:
+        reason = f"model {model.name!r} is an inpainting model; send init_image (or init_image_id) and mask_image"
+        raise ApiError(422, "invalid job", [{"field": "mask_image", "reason": reason}])
     defaults = model.defaults
     width = spec.width or (init.width if init else defaults.width)
     height = spec.height or (init.height if init else defaults.height)
@@ -78,14 +82,16 @@ def submit_job(
     }
     # Two names of one sampler run alike and may share a batch; each row keeps the name it was asked with.
     shared = {k: v for k, v in common.items() if k != "scheduler"}
-    key = batch_key({**shared, "sampler": find_sampler(sampler).label, "init": init.key if init else None})
+    inputs = {"init": init.key if init else None, "mask": mask_key}
+    key = batch_key({**shared, "sampler": find_sampler(sampler).label, **inputs})
     job = Job(
         model=model.name,
         priority=spec.priority,
         total=spec.total,
         owner_key_id=owner_key_id,
-        spec=spec.model_dump(mode="json", exclude_none=True, exclude={"init_image"}),
+        spec=spec.model_dump(mode="json", exclude_none=True, exclude={"init_image", "mask_image"}),
         init_image_key=init.key if init else None,
+        mask_image_key=mask_key,
     )
     session.add(job)
     session.flush()

@@ -58,6 +58,7 @@ class ModelEntry:
     builtin: bool = False
     architecture: str = "sd1"  # "sd1", "sd2", "sdxl", or "unknown" when the files do not say
     options: ModelOptions = field(default_factory=ModelOptions)
+    inpainting: bool = False  # a UNet that also takes the mask and masked image (9 input channels)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready description for the API and the CLI (hashes the weights once per file version)."""
@@ -68,6 +69,7 @@ class ModelEntry:
             "architecture": self.architecture,
             "hash": short_hash(self.path) if self.path.exists() else None,
             "builtin": self.builtin,
+            "inpainting": self.inpainting,
             "defaults": asdict(self.defaults),
         }
 
@@ -133,7 +135,8 @@ def _entry_for(name: str, path: Path, builtin: bool = False) -> ModelEntry:
     architecture = sidecar.get("architecture") or detect_architecture(path, kind)
     options = _read_options(path, sidecar, architecture)
     defaults = _read_defaults(path, kind, architecture, sidecar, options)
-    return ModelEntry(name, path, kind, defaults, builtin, architecture, options)
+    inpainting = unet_input_channels(path, kind) == INPAINTING_CHANNELS
+    return ModelEntry(name, path, kind, defaults, builtin, architecture, options, inpainting)
 
 
 def _sidecar(path: Path, kind: str) -> dict[str, Any]:
@@ -203,6 +206,20 @@ def _prediction_type(path: Path, sidecar: dict[str, Any], architecture: str) -> 
 
 # Spellings seen in defaults files and in the modelspec metadata of checkpoints.
 PREDICTION_TYPES = {"epsilon": "epsilon", "eps": "epsilon", "v": "v_prediction", "v_prediction": "v_prediction"}
+
+
+# Inpainting UNets take the noisy latents (4), the mask (1) and the masked image's latents (4).
+INPAINTING_CHANNELS = 9
+
+
+def unet_input_channels(path: Path, kind: str) -> int | None:
+    """The UNet's input channels from its config or the checkpoint header (no weights read); None if unknown."""
+    try:
+        if kind == "single_file":
+            return safetensors_header(path)[0]["model.diffusion_model.input_blocks.0.0.weight"][1]
+        return json.loads((path / "unet" / "config.json").read_text()).get("in_channels", 4)
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
 
 
 # The size each architecture was trained at (SD 2.x 768 models say so in their UNet config).

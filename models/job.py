@@ -29,5 +29,6 @@ class Job(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     init_image_key: Mapped[str | None] = mapped_column(Text)
+    mask_image_key: Mapped[str | None] = mapped_column(Text)  # inpainting: white is repainted
 
     images: Mapped[list[Image]] = relationship(back_populates="job", order_by="Image.index")

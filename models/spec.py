@@ -64,6 +64,10 @@ class JobSpec(BaseModel):
     strength: float | None = Field(default=None, ge=0.0, le=1.0, description="Image-to-image denoising strength.")
     init_image: str | None = Field(default=None, description="Base64 or data URL of the init image.")
     init_image_id: int | None = Field(default=None, ge=1)
+    mask_image: str | None = Field(
+        default=None,
+        description="Inpainting mask, base64 or a data URL, the init image's size: white is repainted, black kept.",
+    )
 
     @field_validator("width", "height")
     @classmethod

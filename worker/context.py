@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import update
@@ -124,9 +125,14 @@ class WorkerContext:
     def _warm_up(runner, width: int, height: int) -> None:
         """One image at the model's default size, so the first real batch does not pay for lazy
         initialisation (or for torch.compile, whose kernels are specialised to that size)."""
+        from PIL import Image as PILImage
+
         from worker.runner import RenderRequest
 
         request = RenderRequest(["warm-up"], [""], [0], 2, 7.5, width, height, "euler")
+        if getattr(runner, "inpainting", False):  # such a model can only inpaint
+            grey, everything = PILImage.new("RGB", (width, height), "grey"), PILImage.new("L", (width, height), 255)
+            request = replace(request, strength=1.0, init_image=grey, mask_image=everything)
         runner.generate(request, lambda _fraction: None)
 
     def wait_ready(self, timeout: float | None = None) -> RenderService:

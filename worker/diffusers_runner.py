@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from PIL import Image as PILImage
 
-from models.catalog import ModelEntry, short_hash
+from models.catalog import INPAINTING_CHANNELS, ModelEntry, short_hash
 from models.samplers import find_sampler
 from worker.loader import load_pipeline
 from worker.lora import LoraSwitcher
@@ -25,7 +25,7 @@ SafetyCheck = Callable[[list[PILImage.Image]], list[bool]]
 
 
 class DiffusersRunner(PipelineRunner):
-    """Holds the pipeline's components; text-to-image and image-to-image share them."""
+    """Holds the pipeline's components; text-to-image, image-to-image and inpainting share them."""
 
     def __init__(self, entry: ModelEntry, device: str, lora_dir: Path | None = None, compile_unet: bool = False):
         started = time.perf_counter()
@@ -34,9 +34,11 @@ class DiffusersRunner(PipelineRunner):
         self.pipeline = load_pipeline(entry, device, compile_unet)
         self.model_hash = short_hash(entry.path)
         self.is_xl = getattr(self.pipeline, "text_encoder_2", None) is not None
+        # An inpainting UNet (9 input channels) can only inpaint; the API sends it nothing else.
+        self.inpainting = self.pipeline.unet.config.in_channels == INPAINTING_CHANNELS
         # The scheduler as shipped with the model; each sampler is derived from it.
         self._base_scheduler_config = dict(self.pipeline.scheduler.config)
-        self._img2img = None
+        self._derived: dict[str, object] = {}
         self._lora_dir = lora_dir
         self._loras: LoraSwitcher | None = None
         # Set only when the model ships a safety checker and its defaults file turns it on; tests inject one.
@@ -52,15 +54,26 @@ class DiffusersRunner(PipelineRunner):
         scheduler_class = getattr(diffusers, sampler.scheduler_class)
         return scheduler_class.from_config(self._base_scheduler_config, **sampler.overrides)
 
-    def _img2img_pipeline(self):
-        if self._img2img is None:
-            from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline
+    def _pipeline_for(self, request: RenderRequest):
+        """The text-to-image pipeline, or the image-to-image or inpainting one built from its components."""
+        kind = "inpaint" if request.mask_image is not None else "img2img" if request.init_image is not None else None
+        if self.inpainting and kind != "inpaint":
+            raise ValueError(f"{self.model_name} is an inpainting model: it needs an init image and a mask")
+        if kind is None:
+            return self.pipeline
+        if kind not in self._derived:
+            import diffusers
 
-            pipeline_class = StableDiffusionXLImg2ImgPipeline if self.is_xl else StableDiffusionImg2ImgPipeline
+            names = {
+                "img2img": ("StableDiffusionImg2ImgPipeline", "StableDiffusionXLImg2ImgPipeline"),
+                "inpaint": ("StableDiffusionInpaintPipeline", "StableDiffusionXLInpaintPipeline"),
+            }[kind]
+            pipeline_class = getattr(diffusers, names[1] if self.is_xl else names[0])
             # Built from the loaded components: no second copy of the weights.
-            self._img2img = pipeline_class.from_pipe(self.pipeline)
-            self._img2img.set_progress_bar_config(disable=True)
-        return self._img2img
+            derived = pipeline_class.from_pipe(self.pipeline)
+            derived.set_progress_bar_config(disable=True)
+            self._derived[kind] = derived
+        return self._derived[kind]
 
     def _lora_switcher(self) -> LoraSwitcher:
         if self._loras is None:
@@ -78,7 +91,7 @@ class DiffusersRunner(PipelineRunner):
             init = _fit(request.init_image, request.width, request.height)
             on_progress(1.0)
             return self._finish([init.copy() for _ in request.seeds], [False] * len(request))
-        pipeline = self._img2img_pipeline() if request.init_image is not None else self.pipeline
+        pipeline = self._pipeline_for(request)
         pipeline.scheduler = self._scheduler_for(request.sampler)
         # CPU generators give the same starting noise on every device, so a seed means one image.
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in request.seeds]
@@ -105,6 +118,9 @@ class DiffusersRunner(PipelineRunner):
                 strength=strength,
                 num_inference_steps=steps,
             )
+            if request.mask_image is not None:
+                mask = _fit(request.mask_image, request.width, request.height)
+                arguments.update(mask_image=mask, width=request.width, height=request.height)
         else:
             arguments.update(width=request.width, height=request.height)
         try:
@@ -129,6 +145,8 @@ class DiffusersRunner(PipelineRunner):
             if self.device.startswith("cuda"):
                 torch.cuda.empty_cache()
             raise GpuOutOfMemoryError(str(error)) from error
+        if request.mask_image is not None:
+            pixels = _keep_unmasked(pixels, request)
         return self._finish(_to_pictures(pixels), nan)
 
     def _finish(self, pictures: list[PILImage.Image], nan: list[bool]) -> RenderOutput:
@@ -155,6 +173,22 @@ def _fit(picture: PILImage.Image, width: int, height: int) -> PILImage.Image:
     if picture.size == (width, height):
         return picture
     return picture.resize((width, height), PILImage.Resampling.LANCZOS)
+
+
+def _keep_unmasked(pixels: torch.Tensor, request: RenderRequest) -> torch.Tensor:
+    """Inpainting: pixels outside the mask are the init image's own, not its VAE round trip.
+
+    Grey mask values blend the two, so a soft-edged mask gives a soft seam.
+    """
+    import numpy as np
+
+    def as_tensor(picture: PILImage.Image) -> torch.Tensor:
+        array = np.asarray(_fit(picture, request.width, request.height), dtype=np.float32) / 255
+        return torch.from_numpy(array).to(pixels.device)
+
+    init = as_tensor(request.init_image)
+    mask = as_tensor(request.mask_image).unsqueeze(-1)
+    return init + mask * (pixels - init)
 
 
 def _diffusers_safety_check(pipeline, device: str) -> SafetyCheck | None:

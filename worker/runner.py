@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from PIL import Image as PILImage
@@ -40,25 +40,18 @@ class RenderRequest:
     strength: float | None = None
     init_image: PILImage.Image | None = None
     loras: list[dict[str, Any]] = field(default_factory=list)
+    mask_image: PILImage.Image | None = None  # inpainting ("L" mode): white is repainted, black kept
 
     def __len__(self) -> int:
         return len(self.prompts)
 
     def subset(self, start: int, stop: int) -> RenderRequest:
         """The same request for items start..stop (used to split a batch that ran out of memory)."""
-        return RenderRequest(
+        return replace(
+            self,
             prompts=self.prompts[start:stop],
             negative_prompts=self.negative_prompts[start:stop],
             seeds=self.seeds[start:stop],
-            steps=self.steps,
-            guidance_scale=self.guidance_scale,
-            width=self.width,
-            height=self.height,
-            sampler=self.sampler,
-            clip_skip=self.clip_skip,
-            strength=self.strength,
-            init_image=self.init_image,
-            loras=self.loras,
         )
 
 

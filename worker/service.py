@@ -149,9 +149,11 @@ class RenderService:
 
     def _request_for(self, items: list[Image]) -> RenderRequest:
         first = items[0]
-        init_image = None
+        init_image = mask_image = None
         if first.job.init_image_key:
             init_image = PILImage.open(io.BytesIO(self.store.read(first.job.init_image_key))).convert("RGB")
+        if first.job.mask_image_key:
+            mask_image = PILImage.open(io.BytesIO(self.store.read(first.job.mask_image_key))).convert("L")
         return RenderRequest(
             prompts=[item.prompt for item in items],
             negative_prompts=[item.negative_prompt for item in items],
@@ -164,6 +166,7 @@ class RenderService:
             clip_skip=first.clip_skip,
             strength=first.strength,
             init_image=init_image,
+            mask_image=mask_image,
             loras=first.loras,
         )
 

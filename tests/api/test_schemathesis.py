@@ -25,8 +25,11 @@ def api_schema(request, tmp_path, redis_server, models_dir):
     upgrade(url)
     auth = "on" if request.param == "auth-on" else "off"
     # A small cap keeps generated jobs cheap; rate limits off, or the fuzzer would only see 429s.
-    app = create_app(make_settings(tmp_path, url, redis_server.url, models_dir, auth=auth, max_images_per_job=20,
-                                   rate_limit_per_minute=0))
+    app = create_app(
+        make_settings(
+            tmp_path, url, redis_server.url, models_dir, auth=auth, max_images_per_job=20, rate_limit_per_minute=0
+        )
+    )
     headers = {}
     if auth == "on":
         with app.extensions["sdfarm"].sessions() as session:

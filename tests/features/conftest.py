@@ -5,7 +5,6 @@ The single files have no configs beside them: the loader generates them from the
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 

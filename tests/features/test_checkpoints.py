@@ -79,7 +79,7 @@ def test_sdxl_runs_img2img_and_the_samplers_through_its_own_pipelines(feature_mo
     assert type(runner.pipeline).__name__ == "StableDiffusionXLPipeline"
     (picture,) = render(runner, init_image=noise_picture(1), strength=0.5, sampler="DPM++ 2M Karras")
     assert picture.shape == (64, 64, 3)
-    assert type(runner._img2img_pipeline()).__name__ == "StableDiffusionXLImg2ImgPipeline"
+    assert type(runner._derived["img2img"]).__name__ == "StableDiffusionXLImg2ImgPipeline"
 
 
 def test_vae_override_replaces_the_models_vae(feature_models, other_vae, tmp_path):

@@ -56,11 +56,11 @@ def tiny_text_config(
     )
 
 
-def tiny_unet(image_size: int, cross_attention_dim: int = 32) -> UNet2DConditionModel:
-    """A two-level UNet with cross-attention, the SD 1.x block layout in miniature."""
+def tiny_unet(image_size: int, cross_attention_dim: int = 32, in_channels: int = 4) -> UNet2DConditionModel:
+    """A two-level UNet with cross-attention, the SD 1.x block layout in miniature (9 inputs for inpainting)."""
     return UNet2DConditionModel(
         sample_size=image_size // 8,
-        in_channels=4,
+        in_channels=in_channels,
         out_channels=4,
         block_out_channels=(32, 64),
         layers_per_block=1,
@@ -87,8 +87,12 @@ def tiny_vae(image_size: int) -> AutoencoderKL:
     )
 
 
-def build_tiny_model(out_dir: Path, seed: int = 0, image_size: int = 64) -> Path:
-    """Build the random tiny model deterministically from `seed` and save it to out_dir."""
+def build_tiny_model(out_dir: Path, seed: int = 0, image_size: int = 64, inpainting: bool = False) -> Path:
+    """Build the random tiny model deterministically from `seed` and save it to out_dir.
+
+    With `inpainting`, the UNet also takes the mask and the masked image (9 input channels), as
+    SD 1.5's inpainting model does.
+    """
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
     tokenizer = clip_tokenizer(out_dir / "tokenizer")
@@ -97,7 +101,7 @@ def build_tiny_model(out_dir: Path, seed: int = 0, image_size: int = 64) -> Path
         vae=tiny_vae(image_size),
         text_encoder=text_encoder,
         tokenizer=tokenizer,
-        unet=tiny_unet(image_size, text_encoder.config.hidden_size),
+        unet=tiny_unet(image_size, text_encoder.config.hidden_size, in_channels=9 if inpainting else 4),
         scheduler=PNDMScheduler(**SD1_SCHEDULE),
         safety_checker=None,
         feature_extractor=None,

@@ -1,0 +1,140 @@
+"""Inpainting: a mask says what to repaint; any model inpaints, and 9-channel inpainting models only inpaint."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from sqlalchemy import select
+
+from models.catalog import ModelCatalog
+from models.db import make_engine, make_session_factory
+from models.image import Image
+from models.image_store import LocalImageStore
+from models.job import Job
+from tests.features.helpers import b64, difference, noise_picture, png_bytes, render, runner_for
+
+
+def left_half_mask(size: int = 64) -> PILImage.Image:
+    """White (repaint) on the left half, black (keep) on the right."""
+    mask = np.zeros((size, size), dtype=np.uint8)
+    mask[:, : size // 2] = 255
+    return PILImage.fromarray(mask, mode="L")
+
+
+def halves(picture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return picture[:, :32], picture[:, 32:]
+
+
+@pytest.fixture(scope="module")
+def inpainting_models(tmp_path_factory):
+    """A tiny 9-channel inpainting model as a diffusers folder and as a single file."""
+    from diffusers import StableDiffusionPipeline
+
+    from worker.model_build.checkpoint import save_single_file
+    from worker.model_build.tiny import build_tiny_model
+
+    directory = tmp_path_factory.mktemp("inpainting-models")
+    build_tiny_model(directory / "tiny-inpaint", seed=3, inpainting=True)
+    pipeline = StableDiffusionPipeline.from_pretrained(directory / "tiny-inpaint", local_files_only=True)
+    save_single_file(pipeline, "sd1", directory / "tiny-inpaint-single.safetensors")
+    return directory
+
+
+@pytest.mark.parametrize("name", ["tiny-sd1", "tiny-xl"])
+def test_only_the_masked_part_is_repainted(feature_models, name):
+    runner = runner_for(feature_models, name)
+    init = noise_picture(21)
+    original = np.asarray(init).astype(int)
+    first, second = (
+        render(runner, init_image=init, mask_image=left_half_mask(), strength=1.0, steps=4, seeds=[seed])[0]
+        for seed in (1, 2)
+    )
+    pipeline_name = "StableDiffusionXLInpaintPipeline" if name == "tiny-xl" else "StableDiffusionInpaintPipeline"
+    assert type(runner._derived["inpaint"]).__name__ == pipeline_name
+    assert runner._derived["inpaint"].unet is runner.pipeline.unet  # the loaded weights, not a copy
+    for picture in (first, second):
+        repainted, kept = halves(picture)
+        assert difference(kept, halves(original)[1]) == 0  # the init image's own pixels
+        assert difference(repainted, halves(original)[0]) > 20
+    assert difference(halves(first)[0], halves(second)[0]) > 1  # the seed decides what is painted
+
+
+def test_a_nine_channel_inpainting_model_loads_from_both_layouts_and_only_inpaints(inpainting_models):
+    entries = ModelCatalog(inpainting_models).entries()
+    assert entries["tiny-inpaint"].inpainting and entries["tiny-inpaint-single"].inpainting
+    init, mask = noise_picture(22), left_half_mask()
+    folder = runner_for(inpainting_models, "tiny-inpaint")
+    single = runner_for(inpainting_models, "tiny-inpaint-single")
+    assert folder.inpainting and single.pipeline.unet.config.in_channels == 9
+    from_folder = render(folder, init_image=init, mask_image=mask, strength=1.0, steps=3)[0]
+    from_single = render(single, init_image=init, mask_image=mask, strength=1.0, steps=3)[0]
+    assert difference(from_folder, from_single) < 0.5
+    assert difference(halves(from_folder)[1], halves(np.asarray(init).astype(int))[1]) == 0
+    with pytest.raises(ValueError, match="inpainting model"):
+        render(folder)
+
+
+def _stored(settings, job_id: int, column) -> PILImage.Image:
+    sessions = make_session_factory(make_engine(settings.resolved_database_url))
+    with sessions() as session:
+        key = session.scalar(select(column).where(Job.id == job_id))
+    return PILImage.open(io.BytesIO(LocalImageStore(settings.resolved_object_dir).read(key)))
+
+
+def test_masks_are_validated_stored_and_never_batched_with_plain_img2img(client, settings):
+    init, mask = b64(png_bytes(noise_picture(23))), b64(png_bytes(left_half_mask()))
+    job = {"prompts": ["a cat"], "model": "tiny-sd1", "init_image": init}
+    masked = client.post("/api/v1/jobs", json={**job, "mask_image": mask})
+    assert masked.status_code == 202, masked.json
+    assert "mask_image" not in masked.json["spec"]
+    stored = _stored(settings, masked.json["id"], Job.mask_image_key)
+    assert stored.mode == "L" and np.asarray(stored)[:, :32].min() == 255
+    uploaded = client.post(
+        "/api/v1/jobs",
+        data={
+            "job": json.dumps({"prompts": ["a cat"], "model": "tiny-sd1"}),
+            "init_image": (io.BytesIO(png_bytes(noise_picture(23))), "init.png"),
+            "mask_image": (io.BytesIO(png_bytes(left_half_mask())), "mask.png"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert uploaded.status_code == 202, uploaded.json
+    plain = client.post("/api/v1/jobs", json=job)
+    sessions = make_session_factory(make_engine(settings.resolved_database_url))
+    with sessions() as session:
+        keys = {
+            job_id: session.scalar(select(Image.batch_key).where(Image.job_id == job_id))
+            for job_id in (masked.json["id"], plain.json["id"])
+        }
+    assert keys[masked.json["id"]] != keys[plain.json["id"]]
+
+    def rejected(**fields) -> dict:
+        response = client.post("/api/v1/jobs", json={"prompts": ["a"], "model": "tiny-sd1", **fields})
+        assert response.status_code == 422, response.json
+        return response.json["error"]["fields"][0]
+
+    without_init = rejected(mask_image=mask)
+    assert without_init["field"] == "mask_image" and "init_image" in without_init["reason"]
+    wrong_size = rejected(init_image=init, mask_image=b64(png_bytes(left_half_mask(96))))
+    assert wrong_size["field"] == "mask_image" and "96x96" in wrong_size["reason"]
+    assert rejected(init_image=init, mask_image="%%%")["field"] == "mask_image"
+
+
+def test_an_inpainting_model_refuses_jobs_without_a_mask(client, inpainting_models):
+    import shutil
+
+    installed = client.application.extensions["sdfarm"].catalog.models_dir / "tiny-inpaint"
+    shutil.copytree(inpainting_models / "tiny-inpaint", installed)
+    try:
+        response = client.post("/api/v1/jobs", json={"prompts": ["a cat"], "model": "tiny-inpaint"})
+        assert response.status_code == 422
+        field = response.json["error"]["fields"][0]
+        assert field["field"] == "mask_image" and "inpainting model" in field["reason"]
+        models = {m["name"]: m for m in client.get("/api/v1/models").json["models"]}
+        assert models["tiny-inpaint"]["inpainting"] is True and models["tiny-sd1"]["inpainting"] is False
+    finally:
+        shutil.rmtree(installed)

@@ -247,7 +247,7 @@ def models_group() -> None:
 
 @models_group.command("list")
 def models_list() -> None:
-    """List models with kind, architecture (sd1, sd2, sdxl), hash and defaults."""
+    """List models with kind, architecture (sd1, sd2, sdxl), hash and defaults; inpainting models say so."""
     from models.catalog import ModelCatalog, short_hash
 
     settings = _settings()
@@ -255,9 +255,10 @@ def models_list() -> None:
     for name, entry in catalog.entries().items():
         digest = short_hash(entry.path) if entry.path.exists() else "(not built yet)"
         default = " (default)" if name == catalog.default_name else ""
+        architecture = f"{entry.architecture}-inpainting" if entry.inpainting else entry.architecture
         d = entry.defaults
         click.echo(
-            f"{name}{default}  {entry.kind}  {entry.architecture}  {digest}  "
+            f"{name}{default}  {entry.kind}  {architecture}  {digest}  "
             f"{d.width}x{d.height} {d.steps} steps {d.sampler}  {entry.path}"
         )
 

@@ -3,7 +3,7 @@
 Full-size SD 1.5, SD 2.1 and SDXL components are built on PyTorch's meta device (shapes
 without memory) from the published diffusers configs, written out in the original layout,
 and the configs sdfarm derives from those shapes must rebuild models of exactly the
-published parameter counts.
+published parameter counts (which are counted here independently of those configs).
 """
 
 from __future__ import annotations
@@ -16,86 +16,26 @@ import torch
 
 from models.catalog import ModelCatalog, safetensors_header
 from tests.features.helpers import difference, render, runner_for
+from worker.model_build.release import UNETS
 from worker.runner import ModelLoadError
 
-VAE = {"block_out_channels": [128, 256, 512, 512], "layers_per_block": 2, "latent_channels": 4}
-for _name, _default in (("down_block_types", "DownEncoderBlock2D"), ("up_block_types", "UpDecoderBlock2D")):
-    VAE[_name] = [_default] * 4
-CLIP_L = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "hidden_act": "quick_gelu"}
-OPEN_CLIP_H = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 23, "hidden_act": "gelu"}
-OPEN_CLIP_BIG_G = {"hidden_size": 1280, "intermediate_size": 5120, "num_hidden_layers": 32, "hidden_act": "gelu"}
-SD_UNET_BLOCKS = {
-    "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
-    "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
-}
 # Published diffusers configs (the parts that differ from the defaults) and parameter counts.
-RELEASES = {
-    "sd1": {
-        "unet": {**SD_UNET_BLOCKS, "cross_attention_dim": 768, "attention_head_dim": 8},
-        "text": [("cond_stage_model.transformer.", CLIP_L, False)],
-        "parameters": {"unet": 859_520_964, "vae": 83_653_863, "text_encoder": 123_060_480},
-    },
-    "sd2": {
-        "unet": {
-            **SD_UNET_BLOCKS,
-            "cross_attention_dim": 1024,
-            "attention_head_dim": [5, 10, 20, 20],
-            "use_linear_projection": True,
-        },
-        "text": [("cond_stage_model.model.", OPEN_CLIP_H, False)],
-        "parameters": {"unet": 865_910_724, "vae": 83_653_863, "text_encoder": 340_387_840},
-    },
-    "sdxl": {
-        "unet": {
-            "block_out_channels": [320, 640, 1280],
-            "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-            "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
-            "transformer_layers_per_block": [1, 2, 10],
-            "cross_attention_dim": 2048,
-            "attention_head_dim": [5, 10, 20],
-            "use_linear_projection": True,
-            "addition_embed_type": "text_time",
-            "addition_time_embed_dim": 256,
-            "projection_class_embeddings_input_dim": 2816,
-        },
-        "text": [
-            ("conditioner.embedders.0.transformer.", CLIP_L, False),
-            ("conditioner.embedders.1.model.", OPEN_CLIP_BIG_G, True),
-        ],
-        "parameters": {
-            "unet": 2_567_463_684,
-            "vae": 83_653_863,
-            "text_encoder": 123_060_480,
-            "text_encoder_2": 694_659_840,
-        },
-    },
+# What diffusers publishes for each release, and the parameter counts of its components.
+PARAMETERS = {
+    "sd1": {"unet": 859_520_964, "vae": 83_653_863, "text_encoder": 123_060_480},
+    "sd2": {"unet": 865_910_724, "vae": 83_653_863, "text_encoder": 340_387_840},
+    "sdxl": {"unet": 2_567_463_684, "vae": 83_653_863, "text_encoder": 123_060_480, "text_encoder_2": 694_659_840},
 }
 
 
 def _release_shapes(architecture: str) -> dict[str, list[int]]:
     """Tensor shapes of a full-size checkpoint in the original layout, built without allocating weights."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from worker.model_build.checkpoint import pipeline_to_ldm
+    from worker.model_build.release import release_components
 
-    from worker.model_build.checkpoint import clip_to_ldm, open_clip_to_ldm, unet_to_ldm, vae_to_ldm
-
-    release = RELEASES[architecture]
     with torch.device("meta"):
-        unet = UNet2DConditionModel(**release["unet"])
-        vae = AutoencoderKL(**VAE)
-        state = unet_to_ldm(unet.state_dict(), dict(unet.config))
-        state.update(vae_to_ldm(vae.state_dict(), dict(vae.config)))
-        for prefix, text, with_projection in release["text"]:
-            config = CLIPTextConfig(**text, num_attention_heads=text["hidden_size"] // 64, projection_dim=1280)
-            encoder = (CLIPTextModelWithProjection if with_projection else CLIPTextModel)(config)
-            convert = clip_to_ldm if prefix.endswith("transformer.") else open_clip_to_ldm
-            state.update(convert(encoder.state_dict(), prefix))
-    shapes = {key: list(tensor.shape) for key, tensor in state.items()}
-    if architecture == "sd2":
-        # SD 2.x files hold all 24 OpenCLIP-H layers; the 24th is never used.
-        layer = "cond_stage_model.model.transformer.resblocks."
-        shapes.update({k.replace(f"{layer}22.", f"{layer}23."): v for k, v in shapes.items() if f"{layer}22." in k})
-    return shapes
+        state = pipeline_to_ldm(release_components(architecture), architecture)
+    return {key: list(tensor.shape) for key, tensor in state.items()}
 
 
 @pytest.mark.parametrize("architecture", ["sd1", "sd2", "sdxl"])
@@ -107,8 +47,7 @@ def test_configs_derived_from_full_size_shapes_rebuild_the_releases(architecture
 
     prediction = "v_prediction" if architecture == "sd2" else "epsilon"
     configs = pipeline_configs(_release_shapes(architecture), architecture, prediction)
-    release = RELEASES[architecture]
-    for key, value in release["unet"].items():
+    for key, value in UNETS[architecture].items():
         assert configs["unet"][key] == value, key
     with torch.device("meta"):
         built = {
@@ -120,7 +59,7 @@ def test_configs_derived_from_full_size_shapes_rebuild_the_releases(architecture
                 model_class = CLIPTextModelWithProjection if folder == "text_encoder_2" else CLIPTextModel
                 built[folder] = model_class(CLIPTextConfig(**configs[folder]))
     counts = {name: sum(p.numel() for p in model.parameters()) for name, model in built.items()}
-    assert counts == release["parameters"]
+    assert counts == PARAMETERS[architecture]
     assert configs["vae"]["scaling_factor"] == (0.13025 if architecture == "sdxl" else 0.18215)
     assert configs["unet"]["sample_size"] * 8 == {"sd1": 512, "sd2": 768, "sdxl": 1024}[architecture]
     assert configs["scheduler"]["prediction_type"] == prediction

@@ -1,4 +1,4 @@
-"""Through the real farm (API, Redis, a real worker process): image-to-image, LoRA and sampler jobs."""
+"""Through the real farm (API, Redis, a real worker process): image-to-image, inpainting, LoRA and sampler jobs."""
 
 from __future__ import annotations
 
@@ -36,16 +36,33 @@ def test_img2img_lora_and_sampler_jobs_through_the_farm(farm, models_dir):
         },
         content_type="multipart/form-data",
     )
+    mask = np.zeros((64, 64), dtype=np.uint8)
+    mask[:, :32] = 255  # repaint the left half
+    inpaint = client.post(
+        "/api/v1/jobs",
+        data={
+            "job": json.dumps({**common, "strength": 1.0}),
+            "init_image": (io.BytesIO(png_bytes(init)), "init.png", "image/png"),
+            "mask_image": (io.BytesIO(png_bytes(PILImage.fromarray(mask, mode="L"))), "mask.png", "image/png"),
+        },
+        content_type="multipart/form-data",
+    )
     plain = client.post("/api/v1/jobs", json=common)
     lora = client.post("/api/v1/jobs", json={**common, "loras": [{"name": "farm-style", "weight": 1.0}]})
-    assert {img2img.status_code, plain.status_code, lora.status_code} == {202}, (img2img.json, lora.json)
+    submitted = (("i", img2img), ("m", inpaint), ("p", plain), ("l", lora))
+    assert {response.status_code for _, response in submitted} == {202}, [r.json for _, r in submitted]
 
-    jobs = {name: wait_for_job(client, r.json["id"]) for name, r in (("i", img2img), ("p", plain), ("l", lora))}
+    jobs = {name: wait_for_job(client, response.json["id"]) for name, response in submitted}
     assert all(job["status"] == "succeeded" for job in jobs.values()), jobs
 
     pixels, info = _picture(client, jobs["i"]["images"][0])
     assert np.abs(pixels - np.asarray(init).astype(int)).mean() == 0  # strength 0: the init image itself
     assert info["sampler"] == "DPM++ 2M Karras" and info["strength"] == "0.0"
+
+    painted, _ = _picture(client, jobs["m"]["images"][0])
+    original = np.asarray(init).astype(int)
+    assert np.abs(painted[:, 32:] - original[:, 32:]).mean() == 0  # outside the mask: the init image itself
+    assert np.abs(painted[:, :32] - original[:, :32]).mean() > 20  # inside: painted anew
 
     plain_pixels, _ = _picture(client, jobs["p"]["images"][0])
     lora_pixels, lora_info = _picture(client, jobs["l"]["images"][0])

@@ -138,3 +138,17 @@ def test_an_inpainting_model_refuses_jobs_without_a_mask(client, inpainting_mode
         assert models["tiny-inpaint"]["inpainting"] is True and models["tiny-sd1"]["inpainting"] is False
     finally:
         shutil.rmtree(installed)
+
+
+def test_models_list_names_architecture_hash_and_inpainting(inpainting_models, tmp_path):
+    from click.testing import CliRunner
+
+    from models.catalog import short_hash
+    from sdfarm.cli import main
+
+    environment = {"SDFARM_MODELS_DIR": str(inpainting_models), "SDFARM_DATA_DIR": str(tmp_path)}
+    result = CliRunner().invoke(main, ["models", "list"], env=environment)
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("tiny-inpaint-single "))
+    digest = short_hash(inpainting_models / "tiny-inpaint-single.safetensors")
+    assert f"single_file  sd1-inpainting  {digest}  512x512" in line

@@ -14,3 +14,5 @@ export HF_HUB_OFFLINE=1
 .venv/bin/python -m bench.gpu_throughput --out "$out/gpu-throughput.json" 2>&1 | tee "$out/gpu-throughput.txt"
 .venv/bin/python -m bench.gpu_throughput --compile --batches 1,8 --out "$out/gpu-throughput-compiled.json" 2>&1 \
   | tee "$out/gpu-throughput-compiled.txt"
+.venv/bin/python -m bench.single_file_load --architecture sdxl --device cuda --out "$out/single-file-sdxl.json" 2>&1 \
+  | tee "$out/single-file-sdxl.txt"

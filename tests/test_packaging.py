@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -22,23 +23,12 @@ DATA_FILES = [
 
 
 def test_wheel_holds_the_data_and_works_installed(tmp_path):
-    build = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(ROOT),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    # Built from a copy: setuptools leaves a build/ folder whose stale files a later wheel would pick up.
+    source = tmp_path / "source"
+    skipped = shutil.ignore_patterns(".git", ".venv", "data", "build", "*.egg-info", "__pycache__", "bench-results")
+    shutil.copytree(ROOT, source, ignore=skipped)
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)]
+    build = subprocess.run([*command, str(source)], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr
     (wheel,) = tmp_path.glob("sdfarm-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -53,13 +43,16 @@ def test_wheel_holds_the_data_and_works_installed(tmp_path):
         capture_output=True,
         timeout=300,
     )
-    script = (
-        "import sys; from sdfarm.migrate import upgrade, MIGRATIONS_DIR; from models.catalog import ModelCatalog;"
-        f"assert str(MIGRATIONS_DIR).startswith({str(target)!r}), MIGRATIONS_DIR;"
-        f"upgrade('sqlite:///{tmp_path}/farm.db');"
-        "entry = ModelCatalog(__import__('pathlib').Path('/nonexistent')).get('shapes');"
-        f"assert str(entry.path).startswith({str(target)!r}) and entry.builtin, entry.path; print('ok')"
-    )
+    script = f"""
+from pathlib import Path
+from models.catalog import ModelCatalog
+from sdfarm.migrate import MIGRATIONS_DIR, upgrade
+assert str(MIGRATIONS_DIR).startswith({str(target)!r}), MIGRATIONS_DIR
+upgrade("sqlite:///{tmp_path}/farm.db")
+entry = ModelCatalog(Path("/nonexistent")).get("shapes")
+assert str(entry.path).startswith({str(target)!r}) and entry.builtin, entry.path
+print("ok")
+"""
     environment = {**os.environ, "PYTHONPATH": str(target)}
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=environment

@@ -219,12 +219,20 @@ def model() -> None:
 @model.command("make-tiny")
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--seed", type=int, default=0, show_default=True)
-def make_tiny(directory, seed) -> None:
-    """Build the random tiny Stable Diffusion (real architecture) into DIRECTORY."""
-    from worker.model_build.tiny import build_tiny_model
+@click.option("--architecture", type=click.Choice(["sd1", "sd2", "sdxl"]), default="sd1", show_default=True)
+@click.option("--inpainting", is_flag=True, help="SD 1.x only: a UNet with the 9 inputs of inpainting models.")
+@click.option("--single-file", is_flag=True, help="Also write DIRECTORY.safetensors in the original layout.")
+def make_tiny(directory, seed, architecture, inpainting, single_file) -> None:
+    """Build a random tiny Stable Diffusion (real architecture) as a diffusers folder in DIRECTORY."""
+    from worker.model_build.tiny_any import build_tiny, save_as_single_file
 
-    build_tiny_model(directory, seed=seed)
-    click.echo(f"tiny model written to {directory}; use it with SDFARM_MODEL={directory}")
+    if inpainting and architecture != "sd1":
+        raise click.UsageError("--inpainting builds SD 1.x models only; drop --architecture or --inpainting")
+    build_tiny(architecture, directory, seed=seed, inpainting=inpainting)
+    click.echo(f"tiny {architecture} model written to {directory}; use it with SDFARM_MODEL={directory}")
+    if single_file:
+        checkpoint = save_as_single_file(directory, architecture, directory.with_suffix(".safetensors"))
+        click.echo(f"single-file copy written to {checkpoint}; use it with SDFARM_MODEL={checkpoint}")
 
 
 @model.command("train-demo")

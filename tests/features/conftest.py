@@ -30,24 +30,16 @@ TINY_MODELS = {
 
 @pytest.fixture(scope="session")
 def feature_models(models_dir, tmp_path_factory) -> Path:
-    """A models directory with tiny SD 1.x/2.x/XL diffusers folders, a single-file copy of each, and a VAE."""
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
-
-    from worker.model_build.checkpoint import save_single_file
-    from worker.model_build.tiny_sd2 import build_tiny_sd2_model
-    from worker.model_build.tiny_xl import build_tiny_xl_model
+    """A models directory with tiny SD 1.x/2.x/XL diffusers folders and a single-file copy of each."""
+    from worker.model_build.tiny_any import build_tiny, save_as_single_file
 
     directory = tmp_path_factory.mktemp("feature-models")
     shutil.copytree(models_dir / "tiny", directory / "tiny-sd1")
-    build_tiny_sd2_model(directory / "tiny-sd2")
-    build_tiny_xl_model(directory / "tiny-xl")
-    for name, folder, pipeline_class, architecture in (
-        ("tiny-sd1-single", "tiny-sd1", StableDiffusionPipeline, "sd1"),
-        ("tiny-sd2-single", "tiny-sd2", StableDiffusionPipeline, "sd2"),
-        ("tiny-xl-single", "tiny-xl", StableDiffusionXLPipeline, "sdxl"),
-    ):
-        pipeline = pipeline_class.from_pretrained(directory / folder, local_files_only=True)
-        save_single_file(pipeline, architecture, directory / f"{name}.safetensors")
+    build_tiny("sd2", directory / "tiny-sd2")
+    build_tiny("sdxl", directory / "tiny-xl")
+    for name, (architecture, folder) in TINY_MODELS.items():
+        if name.endswith("-single"):
+            save_as_single_file(directory / folder, architecture, directory / f"{name}.safetensors")
     return directory
 
 

@@ -31,16 +31,16 @@ def halves(picture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def inpainting_models(tmp_path_factory):
-    """A tiny 9-channel inpainting model as a diffusers folder and as a single file."""
-    from diffusers import StableDiffusionPipeline
+    """A tiny 9-channel inpainting model as a diffusers folder and as a single file, made by the CLI."""
+    from click.testing import CliRunner
 
-    from worker.model_build.checkpoint import save_single_file
-    from worker.model_build.tiny import build_tiny_model
+    from sdfarm.cli import main
 
     directory = tmp_path_factory.mktemp("inpainting-models")
-    build_tiny_model(directory / "tiny-inpaint", seed=3, inpainting=True)
-    pipeline = StableDiffusionPipeline.from_pretrained(directory / "tiny-inpaint", local_files_only=True)
-    save_single_file(pipeline, "sd1", directory / "tiny-inpaint-single.safetensors")
+    arguments = ["model", "make-tiny", str(directory / "tiny-inpaint"), "--seed", "3", "--inpainting", "--single-file"]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    (directory / "tiny-inpaint.safetensors").rename(directory / "tiny-inpaint-single.safetensors")
     return directory
 
 
@@ -152,3 +152,7 @@ def test_models_list_names_architecture_hash_and_inpainting(inpainting_models, t
     line = next(line for line in result.output.splitlines() if line.startswith("tiny-inpaint-single "))
     digest = short_hash(inpainting_models / "tiny-inpaint-single.safetensors")
     assert f"single_file  sd1-inpainting  {digest}  512x512" in line
+    refused = CliRunner().invoke(
+        main, ["model", "make-tiny", str(tmp_path / "x"), "--architecture", "sdxl", "--inpainting"]
+    )
+    assert refused.exit_code != 0 and "SD 1.x models only" in refused.output

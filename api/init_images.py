@@ -24,13 +24,28 @@ ACCEPTED_FORMATS = {"PNG", "JPEG", "WEBP"}
 MAX_INIT_BYTES = 10 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class InitImage:
-    """A stored init image: its object key and the size the job will render at."""
+@dataclass
+class JobInputs:
+    """A job's init image and mask, checked; pictures sent with the job are stored only by `store`."""
 
-    key: str
     width: int
     height: int
+    init_key: str | None = None  # an image already in the farm, or the stored upload
+    init_picture: PILImage.Image | None = None  # sent with the job, not stored yet
+    mask_picture: PILImage.Image | None = None
+    mask_key: str | None = None
+
+    @property
+    def has_mask(self) -> bool:
+        """True for an inpainting job."""
+        return self.mask_picture is not None or self.mask_key is not None
+
+    def store(self, farm) -> None:
+        """Save the pictures sent with the job in the object store (after every check has passed)."""
+        if self.init_picture is not None:
+            self.init_key, self.init_picture = _store_png(farm, self.init_picture), None
+        if self.mask_picture is not None:
+            self.mask_key, self.mask_picture = _store_png(farm, self.mask_picture, suffix="-mask"), None
 
 
 @dataclass(frozen=True)
@@ -100,45 +115,42 @@ def _picture_from(spec_value: str | None, upload: bytes | None, field: str, mode
     return None
 
 
-def resolve_init_image(
-    farm, session: Session, spec: JobSpec, owner_key_id: int | None, uploads: Uploads | None = None
-) -> InitImage | None:
-    """Store the job's init image (JSON or uploaded), or find the farm image it names; None for text-to-image."""
+def resolve_inputs(
+    session: Session, spec: JobSpec, owner_key_id: int | None, uploads: Uploads | None = None
+) -> JobInputs | None:
+    """Check the job's init image (sent, or a farm image it names) and mask; None for text-to-image.
+
+    Nothing is stored here, so a job refused for any reason leaves no files behind.
+    """
     uploads = uploads or Uploads()
     if uploads.init_image is not None and spec.init_image_id is not None:
         raise _invalid("init_image", "send the init image once: as the upload or in the job, not both")
     picture = _picture_from(spec.init_image, uploads.init_image, "init_image", "RGB")
+    mask = _picture_from(spec.mask_image, uploads.mask_image, "mask_image", "L")
     if picture is not None:
-        key = _store_png(farm, picture)
-        return InitImage(key, picture.width - picture.width % 8, picture.height - picture.height % 8)
-    if spec.init_image_id is not None:
+        inputs = JobInputs(picture.width - picture.width % 8, picture.height - picture.height % 8, init_picture=picture)
+    elif spec.init_image_id is not None:
         source = session.get(Image, spec.init_image_id)
         visible = source is not None and (owner_key_id is None or source.owner_key_id == owner_key_id)
         if not visible or source.status != ImageStatus.SUCCEEDED or not source.object_key:
             raise _invalid("init_image_id", f"no finished image with id {spec.init_image_id}")
-        return InitImage(source.object_key, source.width, source.height)
-    if spec.strength is not None:
-        raise _invalid("strength", "only applies to image-to-image; also send init_image or init_image_id")
-    return None
-
-
-def resolve_mask(farm, spec: JobSpec, init: InitImage | None, uploads: Uploads | None = None) -> str | None:
-    """Store the job's inpainting mask (white is repainted, black kept) and return its key; None without one."""
-    uploads = uploads or Uploads()
-    mask = _picture_from(spec.mask_image, uploads.mask_image, "mask_image", "L")
-    if mask is None:
+        inputs = JobInputs(source.width, source.height, init_key=source.object_key)
+    else:
+        if spec.strength is not None:
+            raise _invalid("strength", "only applies to image-to-image; also send init_image or init_image_id")
+        if mask is not None:
+            reason = "inpainting needs the picture to paint into: also send init_image or init_image_id"
+            raise _invalid("mask_image", reason)
         return None
-    if init is None:
-        reason = "inpainting needs the picture to paint into: also send init_image or init_image_id"
-        raise _invalid("mask_image", reason)
-    size = (mask.width - mask.width % 8, mask.height - mask.height % 8)
-    if size != (init.width, init.height):
-        raise _invalid(
-            "mask_image",
-            f"is {mask.width}x{mask.height} but the init image is {init.width}x{init.height}; send a mask of the "
-            "init image's size",
-        )
-    return _store_png(farm, mask, suffix="-mask")
+    if mask is not None:
+        if (mask.width - mask.width % 8, mask.height - mask.height % 8) != (inputs.width, inputs.height):
+            raise _invalid(
+                "mask_image",
+                f"is {mask.width}x{mask.height} but the init image is {inputs.width}x{inputs.height}; send a mask "
+                "of the init image's size",
+            )
+        inputs.mask_picture = mask
+    return inputs
 
 
 def multipart_job(context: dict[str, Any]) -> tuple[JobSpec, Uploads]:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from api.farm import Farm
-from api.init_images import Uploads, resolve_init_image, resolve_mask
+from api.init_images import Uploads, resolve_inputs
 from api.rate_limits import check_queued_cap
 from models.base import utcnow
 from models.catalog import UnknownModelError, list_loras, lora_path, short_hash
@@ -60,11 +60,12 @@ def submit_job(
         ) from None
     loras = resolve_loras(farm.settings.resolved_lora_dir, spec)
     check_queued_cap(session, owner_key_id, spec.total)
-    init = resolve_init_image(farm, session, spec, owner_key_id, uploads)
-    mask_key = resolve_mask(farm, spec, init, uploads)
-    if model.inpainting and mask_key is None:
+    init = resolve_inputs(session, spec, owner_key_id, uploads)
+    if model.inpainting and (init is None or not init.has_mask):
         reason = f"model {model.name!r} is an inpainting model; send init_image (or init_image_id) and mask_image"
         raise ApiError(422, "invalid job", [{"field": "mask_image", "reason": reason}])
+    if init is not None:
+        init.store(farm)  # every check has passed
     defaults = model.defaults
     width = spec.width or (init.width if init else defaults.width)
     height = spec.height or (init.height if init else defaults.height)
@@ -82,7 +83,7 @@ def submit_job(
     }
     # Two names of one sampler run alike and may share a batch; each row keeps the name it was asked with.
     shared = {k: v for k, v in common.items() if k != "scheduler"}
-    inputs = {"init": init.key if init else None, "mask": mask_key}
+    inputs = {"init": init.init_key if init else None, "mask": init.mask_key if init else None}
     key = batch_key({**shared, "sampler": find_sampler(sampler).label, **inputs})
     job = Job(
         model=model.name,
@@ -90,8 +91,8 @@ def submit_job(
         total=spec.total,
         owner_key_id=owner_key_id,
         spec=spec.model_dump(mode="json", exclude_none=True, exclude={"init_image", "mask_image"}),
-        init_image_key=init.key if init else None,
-        mask_image_key=mask_key,
+        init_image_key=init.init_key if init else None,
+        mask_image_key=init.mask_key if init else None,
     )
     session.add(job)
     session.flush()

@@ -117,11 +117,14 @@ def test_masks_are_validated_stored_and_never_batched_with_plain_img2img(client,
         assert response.status_code == 422, response.json
         return response.json["error"]["fields"][0]
 
+    stored_before = sorted((settings.resolved_object_dir / "inputs").iterdir())
     without_init = rejected(mask_image=mask)
     assert without_init["field"] == "mask_image" and "init_image" in without_init["reason"]
     wrong_size = rejected(init_image=init, mask_image=b64(png_bytes(left_half_mask(96))))
     assert wrong_size["field"] == "mask_image" and "96x96" in wrong_size["reason"]
     assert rejected(init_image=init, mask_image="%%%")["field"] == "mask_image"
+    # A refused job leaves nothing behind: its init image is stored only once every check has passed.
+    assert sorted((settings.resolved_object_dir / "inputs").iterdir()) == stored_before
 
 
 def test_an_inpainting_model_refuses_jobs_without_a_mask(client, inpainting_models):
@@ -130,10 +133,17 @@ def test_an_inpainting_model_refuses_jobs_without_a_mask(client, inpainting_mode
     installed = client.application.extensions["sdfarm"].catalog.models_dir / "tiny-inpaint"
     shutil.copytree(inpainting_models / "tiny-inpaint", installed)
     try:
-        response = client.post("/api/v1/jobs", json={"prompts": ["a cat"], "model": "tiny-inpaint"})
-        assert response.status_code == 422
-        field = response.json["error"]["fields"][0]
-        assert field["field"] == "mask_image" and "inpainting model" in field["reason"]
+        init = b64(png_bytes(noise_picture(24)))
+        for job in ({}, {"init_image": init}):
+            response = client.post("/api/v1/jobs", json={"prompts": ["a cat"], "model": "tiny-inpaint", **job})
+            assert response.status_code == 422
+            field = response.json["error"]["fields"][0]
+            assert field["field"] == "mask_image" and "inpainting model" in field["reason"]
+        objects = client.application.extensions["sdfarm"].settings.resolved_object_dir
+        assert not (objects / "inputs").exists() or not list((objects / "inputs").iterdir())
+        masked = {"init_image": init, "mask_image": b64(png_bytes(left_half_mask()))}
+        response = client.post("/api/v1/jobs", json={"prompts": ["a cat"], "model": "tiny-inpaint", **masked})
+        assert response.status_code == 202, response.json
         models = {m["name"]: m for m in client.get("/api/v1/models").json["models"]}
         assert models["tiny-inpaint"]["inpainting"] is True and models["tiny-sd1"]["inpainting"] is False
     finally:

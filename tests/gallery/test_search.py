@@ -96,19 +96,32 @@ def test_index_follows_updates_and_deletes(session):
 
 
 def test_rows_from_before_the_migration_are_indexed(tmp_path):
-    from sqlalchemy import create_engine
+    from sqlalchemy import MetaData, create_engine, insert
     from sqlalchemy.orm import Session
 
+    from models.base import utcnow
     from sdfarm.migrate import upgrade
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     upgrade(url, "0001")
     engine = create_engine(url)
-    with Session(engine) as old_session:
-        add_images(old_session, ["written before the search index existed"])
+    # Written through the tables as revision 0001 had them: today's models have columns added since.
+    old = MetaData()
+    old.reflect(engine)
+    prompt = "written before the search index existed"
+    with engine.begin() as connection:
+        job = {"model": "tiny", "total": 1, "priority": 5, "spec": {"prompts": [prompt]}, "created_at": utcnow()}
+        job_id = connection.execute(insert(old.tables["jobs"]).values(**job)).inserted_primary_key[0]
+        image = {
+            **{"job_id": job_id, "index": 0, "prompt": prompt, "negative_prompt": "", "seed": 1, "steps": 4},
+            **{"guidance_scale": 7.5, "width": 64, "height": 64, "scheduler": "euler_a", "model": "tiny"},
+            **{"batch_key": "k", "priority": 5, "loras": [], "status": "succeeded", "queued_at": utcnow()},
+            **{"clip_skip": 1, "attempts": 1, "progress": 1.0, "run_alone": False, "nsfw": False},
+        }
+        connection.execute(insert(old.tables["images"]).values(**image))
     upgrade(url)
     with Session(engine) as new_session:
-        assert search(new_session, "existed") == ["written before the search index existed"]
+        assert search(new_session, "existed") == [prompt]
         assert new_session.scalar(select(Image.id)) is not None
     engine.dispose()
 

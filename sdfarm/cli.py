@@ -269,6 +269,45 @@ def models_list() -> None:
             f"{name}{default}  {entry.kind}  {architecture}  {digest}  "
             f"{d.width}x{d.height} {d.steps} steps {d.sampler}  {entry.path}"
         )
+    models_dir = settings.resolved_models_dir
+    pickled = sorted(p for p in models_dir.iterdir() if p.suffix in {".ckpt", ".pt"}) if models_dir.is_dir() else []
+    for file in pickled:
+        click.echo(
+            f"skipped {file.name}: sdfarm loads .safetensors only (a pickle can run code when loaded); "
+            f"convert it with `sdfarm models convert {file}`"
+        )
+
+
+@models_group.command("convert")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def models_convert(checkpoint) -> None:
+    """Convert a pickled .ckpt/.pt checkpoint into CHECKPOINT.safetensors beside it.
+
+    Only tensors are unpickled (torch.load with weights_only), so a file that hides code fails
+    here instead of running it.
+    """
+    import pickle
+
+    import torch
+    from safetensors.torch import save_file
+
+    target = checkpoint.with_suffix(".safetensors")
+    if target.exists():
+        raise click.ClickException(f"{target} already exists; move it away first")
+    try:
+        loaded = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        raise click.ClickException(
+            f"{checkpoint} holds more than tensors, or is not a PyTorch checkpoint, so sdfarm will not unpickle "
+            f"it ({str(error).splitlines()[0]})"
+        ) from None
+    state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
+    tensors = {k: v for k, v in (state or {}).items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise click.ClickException(f"{checkpoint} holds no tensors under 'state_dict' or at its top level")
+    # safetensors stores each tensor on its own: views of one storage are written as copies.
+    save_file({k: v.contiguous().clone() for k, v in tensors.items()}, str(target))
+    click.echo(f"wrote {target} ({len(tensors)} tensors); the .ckpt is no longer needed by sdfarm")
 
 
 @main.group()

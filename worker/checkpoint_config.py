@@ -151,8 +151,7 @@ def vae_config(shapes: Shapes, architecture: str, unet_sample_size: int) -> dict
 def text_encoder_config(shapes: Shapes, architecture: str, prefix: str, layout: str, with_projection: bool):
     """CLIPTextConfig values for an OpenAI-layout (HF names) or OpenCLIP-layout text encoder."""
     if layout == "openai":
-        # transformers 4.x names start at text_model.; checkpoints saved with older ones omit it.
-        base = prefix + "text_model." if prefix + "text_model.embeddings.token_embedding.weight" in shapes else prefix
+        base = prefix + "text_model."
         vocab, width = _shape(shapes, base + "embeddings.token_embedding.weight")
         context = _shape(shapes, base + "embeddings.position_embedding.weight")[0]
         layers = len(_indices(shapes, base + "encoder.layers."))

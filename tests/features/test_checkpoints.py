@@ -105,3 +105,57 @@ def test_single_files_that_are_not_sd_checkpoints_fail_with_a_clear_message(tmp_
         check_model(ModelCatalog(tmp_path).get("not-a-model"))
     with pytest.raises(ModelLoadError, match="not a Stable Diffusion 1.x, 2.x or XL checkpoint"):
         load_pipeline(ModelCatalog(tmp_path).get("not-a-model"), "cpu")
+
+
+def test_a_single_file_vae_overrides_a_single_file_models_vae(feature_models, other_vae, tmp_path):
+    """The layout people share both in: a checkpoint and a separate VAE file (keys without a prefix)."""
+    import shutil
+
+    from diffusers import AutoencoderKL
+    from safetensors.torch import save_file
+
+    from worker.model_build.checkpoint import vae_to_ldm
+
+    vae = AutoencoderKL.from_pretrained(other_vae)
+    ldm = vae_to_ldm(vae.state_dict(), dict(vae.config))
+    (tmp_path / "vaes").mkdir()
+    vae_file = tmp_path / "vaes" / "other-vae.safetensors"
+    save_file({k.removeprefix("first_stage_model."): v.contiguous() for k, v in ldm.items()}, vae_file)
+    shutil.copy(feature_models / "tiny-sd1-single.safetensors", tmp_path / "model.safetensors")
+    (tmp_path / "model.safetensors.sdfarm.json").write_text(json.dumps({"vae": "vaes/other-vae.safetensors"}))
+    from_files = render(runner_for(tmp_path, "model"))[0]
+
+    shutil.copytree(feature_models / "tiny-sd1", tmp_path / "folder")
+    (tmp_path / "folder" / "sdfarm.json").write_text(json.dumps({"vae": str(other_vae)}))
+    from_folders = render(runner_for(tmp_path, "folder"))[0]
+    original = render(runner_for(feature_models, "tiny-sd1"))[0]
+    assert difference(from_files, from_folders) < 0.5
+    assert difference(from_files, original) > 1
+
+
+def test_pickled_checkpoints_are_listed_as_skipped_and_convert_to_safetensors(feature_models, tmp_path):
+    import argparse
+
+    from click.testing import CliRunner
+    from safetensors.torch import load_file
+
+    from sdfarm.cli import main
+
+    tensors = load_file(feature_models / "tiny-sd1-single.safetensors")
+    torch.save({"state_dict": tensors, "global_step": 1}, tmp_path / "community.ckpt")
+    environment = {"SDFARM_MODELS_DIR": str(tmp_path), "SDFARM_DATA_DIR": str(tmp_path / "data")}
+    listed = CliRunner().invoke(main, ["models", "list"], env=environment)
+    assert "skipped community.ckpt" in listed.output and "sdfarm models convert" in listed.output
+
+    converted = CliRunner().invoke(main, ["models", "convert", str(tmp_path / "community.ckpt")], env=environment)
+    assert converted.exit_code == 0, converted.output
+    pictures = render(runner_for(tmp_path, "community"))[0]
+    assert difference(pictures, render(runner_for(feature_models, "tiny-sd1"))[0]) < 0.5
+    again = CliRunner().invoke(main, ["models", "convert", str(tmp_path / "community.ckpt")], env=environment)
+    assert again.exit_code != 0 and "already exists" in again.output
+
+    # Old training checkpoints carry Python objects (here an argparse Namespace); so do malicious ones.
+    torch.save({"state_dict": tensors, "hyper_parameters": argparse.Namespace(lr=1)}, tmp_path / "hidden.ckpt")
+    refused = CliRunner().invoke(main, ["models", "convert", str(tmp_path / "hidden.ckpt")], env=environment)
+    assert refused.exit_code != 0 and "will not unpickle" in refused.output
+    assert not (tmp_path / "hidden.safetensors").exists()

@@ -23,3 +23,20 @@ def make_tiny_lora(model_dir: Path, out_file: Path, seed: int = 0, rank: int = 4
     out_file.parent.mkdir(parents=True, exist_ok=True)
     StableDiffusionPipeline.save_lora_weights(out_file.parent, unet_lora_layers=layers, weight_name=out_file.name)
     return out_file
+
+
+def to_kohya_format(peft_file: Path, out_file: Path) -> Path:
+    """The same adapter with the key names kohya's trainer writes (and most published LoRAs use)."""
+    from safetensors.torch import load_file, save_file
+
+    converted: dict[str, torch.Tensor] = {}
+    for key, tensor in load_file(peft_file).items():
+        module, _, kind = key.removeprefix("unet.").rpartition(".lora_")
+        name = "lora_unet_" + module.replace(".", "_")
+        direction = {"A.weight": "lora_down.weight", "B.weight": "lora_up.weight"}[kind]
+        converted[f"{name}.{direction}"] = tensor
+        if direction == "lora_down.weight":
+            # kohya scales by alpha / rank; alpha = rank keeps the scale at 1, as in the peft file.
+            converted[f"{name}.alpha"] = torch.tensor(float(tensor.shape[0]))
+    save_file(converted, out_file)
+    return out_file

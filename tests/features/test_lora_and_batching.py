@@ -30,6 +30,23 @@ def test_lora_changes_the_output_and_weight_zero_does_not(feature_models, lora_d
     assert len(runner._loras._loaded) == 2  # each adapter loaded once
 
 
+def test_a_lora_in_kohya_format_renders_like_the_same_lora_in_peft_format(feature_models, lora_dir, tmp_path):
+    import shutil
+
+    from tests.features.lora_factory import to_kohya_format
+
+    kohya_dir = tmp_path / "loras"
+    kohya_dir.mkdir()
+    shutil.copy(lora_dir / "shapes-style.safetensors", kohya_dir / "peft.safetensors")
+    to_kohya_format(lora_dir / "shapes-style.safetensors", kohya_dir / "kohya.safetensors")
+    runner = runner_for(feature_models, "tiny-sd1", kohya_dir)
+    (base,) = render(runner)
+    (peft,) = render(runner, loras=[{"name": "peft", "weight": 0.8}])
+    (kohya,) = render(runner, loras=[{"name": "kohya", "weight": 0.8}])
+    assert difference(base, kohya) > 1
+    assert difference(peft, kohya) < 0.5
+
+
 def test_unknown_lora_on_the_worker_is_a_clear_error(feature_models, lora_dir):
     runner = runner_for(feature_models, "tiny-sd1", lora_dir)
     with pytest.raises(ModelLoadError, match="missing"):

@@ -59,7 +59,8 @@ def release_components(architecture: str) -> SimpleNamespace:
 
     encoders = []
     for position, text in enumerate(TEXT_ENCODERS[architecture]):
-        config = CLIPTextConfig(**text, num_attention_heads=text["hidden_size"] // 64, projection_dim=1280)
+        width = text["hidden_size"]
+        config = CLIPTextConfig(**text, num_attention_heads=width // 64, projection_dim=width)
         encoders.append((CLIPTextModelWithProjection if position == 1 else CLIPTextModel)(config))
     return SimpleNamespace(
         unet=UNet2DConditionModel(**UNETS[architecture]),

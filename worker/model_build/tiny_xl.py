@@ -4,8 +4,8 @@ Like the SDXL base model it has two text encoders (OpenAI CLIP, then OpenCLIP wi
 projection, whose hidden states are concatenated for cross-attention and whose pooled
 output conditions the UNet together with the size and crop "time ids"), a UNet with
 `text_time` additional embeddings and linear transformer projections, and an 8x VAE.
-The two encoders have different widths, as the real ones do (768 and 1280), because the
-single-file loader tells them apart by that.
+The two encoders have different widths, as the real ones do (768 and 1280), so a
+conversion that mixed them up would fail loudly instead of passing unnoticed.
 """
 
 from __future__ import annotations

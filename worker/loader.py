@@ -47,8 +47,13 @@ def load_pipeline(entry: ModelEntry, device: str, compile_unet: bool = False):
     kernels Inductor caches on disk (TORCHINDUCTOR_CACHE_DIR), so restarts are fast.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import diffusers
     import torch
+    import transformers
 
+    # Loading progress bars would land in the worker log as WARNING lines; the log says when it is done.
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
     ensure_builtin(entry)
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     if not entry.path.exists():

@@ -18,10 +18,11 @@ import time
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 from torch.utils.flop_counter import FlopCounterMode
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import CLIPTextModel
 
+from worker.model_build.release import release_components
 from worker.model_build.tiny import SD1_SCHEDULE, clip_tokenizer, tiny_text_config, tiny_unet, tiny_vae
 
 H100_DENSE_BF16_FLOPS = 989e12
@@ -29,40 +30,8 @@ H100_DENSE_BF16_FLOPS = 989e12
 
 def sd15_components(dtype: torch.dtype) -> dict:
     """UNet, VAE and CLIP text encoder with SD 1.5's shapes (860M + 84M + 123M parameters)."""
-    unet = UNet2DConditionModel(
-        sample_size=64,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=2,
-        block_out_channels=(320, 640, 1280, 1280),
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=768,
-        attention_head_dim=8,
-    )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        layers_per_block=2,
-        sample_size=512,
-        block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=768,
-            intermediate_size=3072,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            max_position_embeddings=77,
-            hidden_act="quick_gelu",
-            projection_dim=768,
-        )
-    )
-    return {"unet": unet.to(dtype), "vae": vae.to(dtype), "text_encoder": text_encoder.to(dtype)}
+    release = release_components("sd1")
+    return {name: getattr(release, name).to(dtype) for name in ("unet", "vae", "text_encoder")}
 
 
 def tiny_components(dtype: torch.dtype, tokenizer) -> dict:

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from functools import lru_cache
 
 from PIL import Image as PILImage
 from sqlalchemy.orm import Session, sessionmaker
@@ -57,6 +58,9 @@ class RenderService:
         self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="saver")
         self._save_slots = threading.BoundedSemaphore(2)
         self._pending: set[Future] = set()
+        # A big image-to-image job sends the same init image (and mask) with every batch; their
+        # keys are never reused, so each is read and decoded once, not once per batch.
+        self._input_picture = lru_cache(maxsize=8)(self._read_input_picture)
 
     def run_next(self, model: str) -> int:
         """Claim and render one batch for `model`; returns how many images it rendered."""
@@ -149,11 +153,9 @@ class RenderService:
 
     def _request_for(self, items: list[Image]) -> RenderRequest:
         first = items[0]
-        init_image = mask_image = None
-        if first.job.init_image_key:
-            init_image = PILImage.open(io.BytesIO(self.store.read(first.job.init_image_key))).convert("RGB")
-        if first.job.mask_image_key:
-            mask_image = PILImage.open(io.BytesIO(self.store.read(first.job.mask_image_key))).convert("L")
+        job = first.job
+        init_image = self._input_picture(job.init_image_key, "RGB") if job.init_image_key else None
+        mask_image = self._input_picture(job.mask_image_key, "L") if job.mask_image_key else None
         return RenderRequest(
             prompts=[item.prompt for item in items],
             negative_prompts=[item.negative_prompt for item in items],
@@ -169,6 +171,9 @@ class RenderService:
             mask_image=mask_image,
             loras=first.loras,
         )
+
+    def _read_input_picture(self, key: str, mode: str) -> PILImage.Image:
+        return PILImage.open(io.BytesIO(self.store.read(key))).convert(mode)
 
     def _save(self, claim: Claim, rendered: list[Rendered], lease: LeaseKeeper) -> None:
         try:

@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL.PngImagePlugin import PngInfo
 
-from models.image import Image
+from tests.factories import image_row
 from tests.features.helpers import b64, noise_picture, png_bytes, request, runner_for
 from worker.encoding import encode_png, infotext_for
 
@@ -18,27 +18,6 @@ A1111_SAMPLE = (
     "Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, Denoising strength: 0.45, Clip skip: 2, "
     'Lora hashes: "detail: 0123456789ab", Version: v1.10.1'
 )
-
-
-def _row(**overrides) -> Image:
-    values = dict(
-        prompt="a red circle",
-        negative_prompt="blurry",
-        seed=42,
-        steps=20,
-        guidance_scale=7.5,
-        width=64,
-        height=64,
-        scheduler="DPM++ 2M Karras",
-        model="tiny",
-        model_hash="3b1c9d0e2a",
-        strength=0.6,
-        clip_skip=2,
-        loras=[{"name": "shapes-style", "weight": 0.8, "hash": "abcdef0123"}],
-        nsfw=False,
-    )
-    values.update(overrides)
-    return Image(**values)
 
 
 def test_a_flagged_image_is_kept_and_marked(feature_models):
@@ -55,7 +34,7 @@ def test_nsfw_reaches_the_row_and_the_metadata():
 
     from worker.results import Rendered, ResultStore
 
-    item = _row(nsfw=True, id=5, job_id=1, index=0)
+    item = image_row(nsfw=True, id=5, job_id=1, index=0)
     sessions = MagicMock()
     session = sessions.return_value.__enter__.return_value
     session.execute.return_value.rowcount = 1
@@ -64,11 +43,11 @@ def test_nsfw_reaches_the_row_and_the_metadata():
     values = session.execute.call_args.args[0].compile().params
     assert values["nsfw"] is True
     assert "NSFW: True" in infotext_for(item)
-    assert "NSFW" not in infotext_for(_row())
+    assert "NSFW" not in infotext_for(image_row())
 
 
 def test_png_info_round_trips_our_metadata(client):
-    item = _row()
+    item = image_row()
     png = encode_png(noise_picture(2), infotext_for(item))
     by_upload = client.post(
         "/api/v1/png-info", data={"file": (io.BytesIO(png), "x.png")}, content_type="multipart/form-data"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from models.image import Image
 from models.infotext import parse_infotext
 from models.samplers import SAMPLERS, find_sampler, sampler_names
+from tests.factories import image_row
 from tests.features.helpers import difference, render, runner_for
 from worker.encoding import infotext_for
 
@@ -44,21 +44,15 @@ def test_samplers_are_distinct_schedulers(runner):
 @pytest.mark.parametrize("asked", ["DPM++ 2M Karras", "dpmpp_2m_karras", "euler_a", "Euler a", "UniPC"])
 def test_infotext_records_the_sampler_name_the_user_asked_for(asked):
     assert find_sampler(asked) is not None
-    row = Image(
+    row = image_row(
         prompt="a cat",
         negative_prompt="",
         seed=1,
-        steps=20,
-        guidance_scale=7.5,
-        width=64,
-        height=64,
         scheduler=asked,
-        model="tiny",
         model_hash="0123456789",
         strength=None,
         clip_skip=1,
         loras=[],
-        nsfw=False,
     )
     assert parse_infotext(infotext_for(row))["sampler"] == asked
 

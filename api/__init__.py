@@ -7,7 +7,7 @@ import logging
 from flask import Flask, Response, request
 
 from api.ids import IdConverter
-from sdfarm.settings import Settings
+from models.settings import Settings
 
 PUBLIC_ENDPOINTS = {
     "health.healthz",

@@ -12,7 +12,7 @@ from models.catalog import ModelCatalog
 from models.db import make_engine, make_session_factory
 from models.image_store import ImageStore, LocalImageStore
 from models.queue import RenderQueue, make_celery
-from sdfarm.settings import Settings
+from models.settings import Settings
 
 
 @dataclass

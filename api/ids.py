@@ -1,19 +1,24 @@
-"""The `<id:...>` URL converter: row ids as the database can hold them (1 to 18 digits)."""
+"""The `<id:...>` URL converter: row ids as the database can hold them (1 to 2^63 - 1)."""
 
 from __future__ import annotations
 
-from werkzeug.routing import BaseConverter
+from werkzeug.routing import BaseConverter, ValidationError
 
-MAX_ID = 10**18 - 1
+from models.base import MAX_ROW_ID
+
+MAX_ID = MAX_ROW_ID
 
 
 class IdConverter(BaseConverter):
-    """Matches positive integers that fit a 64-bit column; anything longer is a plain 404."""
+    """Matches positive integers that fit a 64-bit column; anything larger is a plain 404."""
 
-    regex = r"[1-9][0-9]{0,17}"
+    regex = r"[1-9][0-9]{0,18}"
 
     def to_python(self, value: str) -> int:
-        return int(value)
+        number = int(value)
+        if number > MAX_ID:
+            raise ValidationError()  # werkzeug then tries the next rule and ends in 404
+        return number
 
     def to_url(self, value: int) -> str:
         return str(value)

@@ -13,10 +13,10 @@ import requests
 from sqlalchemy import select
 
 from models.db import make_engine, make_session_factory
+from models.settings import Settings
 from models.worker_record import WorkerRecord
 from sdfarm.migrate import upgrade
 from sdfarm.redis_server import RedisServer, free_port
-from sdfarm.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 

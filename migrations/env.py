@@ -6,7 +6,7 @@ from alembic import context
 
 from models import Base
 from models.db import make_engine
-from sdfarm.settings import Settings
+from models.settings import Settings
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or Settings().resolved_database_url

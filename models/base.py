@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -15,6 +15,13 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# Row ids: 64-bit on PostgreSQL, so every id the API accepts fits the column. SQLite's INTEGER
+# PRIMARY KEY is already 64-bit, and only the INTEGER spelling makes it the autoincrementing rowid.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+# The largest id either database can hold; the API answers 404 above it, never 500.
+MAX_ROW_ID = 2**63 - 1
 
 
 class UTCDateTime(TypeDecorator):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.base import Base, UTCDateTime, utcnow
+from models.base import Base, RowId, UTCDateTime, utcnow
 
 if TYPE_CHECKING:
     from models.job import Job
@@ -45,8 +45,8 @@ class Image(Base):
         Index("ix_images_queued_at", "queued_at"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(RowId, ForeignKey("jobs.id", ondelete="CASCADE"))
     index: Mapped[int] = mapped_column(Integer)
     owner_key_id: Mapped[int | None] = mapped_column(Integer, index=True)
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.base import Base, UTCDateTime, utcnow
+from models.base import Base, RowId, UTCDateTime, utcnow
 
 if TYPE_CHECKING:
     from models.image import Image
@@ -19,7 +19,7 @@ class Job(Base):
 
     __tablename__ = "jobs"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     model: Mapped[str] = mapped_column(String(200))
     priority: Mapped[int] = mapped_column(Integer, default=0)

@@ -13,7 +13,7 @@ import math
 import redis
 from celery import Celery
 
-from sdfarm.settings import Settings
+from models.settings import Settings
 
 RENDER_TASK = "sdfarm.render_next"
 QUEUE_PREFIX = "sdfarm.model."

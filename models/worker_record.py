@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Float, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, UTCDateTime, utcnow
+from models.base import Base, RowId, UTCDateTime, utcnow
 
 
 class WorkerRecord(Base):
@@ -23,7 +23,7 @@ class WorkerRecord(Base):
     gpu_memory_mb: Mapped[int | None] = mapped_column(Integer)
     model: Mapped[str] = mapped_column(String(200))
     state: Mapped[str] = mapped_column(String(16), default="starting")
-    current_job_id: Mapped[int | None] = mapped_column(Integer)
+    current_job_id: Mapped[int | None] = mapped_column(RowId)
     images_done: Mapped[int] = mapped_column(Integer, default=0)
     images_per_second: Mapped[float] = mapped_column(Float, default=0.0)
     model_loads: Mapped[int] = mapped_column(Integer, default=0)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from sdfarm.settings import Settings
+from models.settings import Settings
 
 # Never reach a model hub; keep library chatter (progress bars, advisory warnings) out of farm logs.
 for _name, _value in {
@@ -70,7 +70,7 @@ def api(host, port, processes) -> None:
 
 def _refuse_public_without_auth(settings: Settings) -> None:
     if not settings.auth_required() and settings.auth == "off":
-        from sdfarm.settings import is_loopback
+        from models.settings import is_loopback
 
         if not is_loopback(settings.host):
             raise click.UsageError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gunicorn.app.base import BaseApplication
 
-from sdfarm.settings import Settings
+from models.settings import Settings
 
 
 class _GunicornApp(BaseApplication):

@@ -9,9 +9,9 @@ import subprocess
 import sys
 import threading
 
+from models.settings import Settings
 from sdfarm.migrate import upgrade
 from sdfarm.redis_server import RedisServer
-from sdfarm.settings import Settings
 
 log = logging.getLogger("sdfarm.up")
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from models.settings import Settings
 from sdfarm.migrate import upgrade
 from sdfarm.redis_server import RedisServer
-from sdfarm.settings import Settings
 from tests.farm_harness import fresh_postgres_database, postgres_admin_url
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

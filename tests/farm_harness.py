@@ -16,8 +16,8 @@ import psycopg
 from sqlalchemy import select
 
 from models.db import make_engine, make_session_factory
+from models.settings import Settings
 from models.worker_record import WorkerRecord
-from sdfarm.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 POSTGRES_ENV = "SDFARM_TEST_POSTGRES_URL"

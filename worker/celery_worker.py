@@ -13,7 +13,7 @@ from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown
 
 from models.queue import RENDER_TASK, make_celery, queue_name
-from sdfarm.settings import Settings
+from models.settings import Settings
 from worker.context import WorkerContext
 
 log = logging.getLogger("sdfarm.worker")

@@ -23,7 +23,7 @@ from models.db import make_engine, make_session_factory
 from models.image import Image, ImageStatus
 from models.image_store import LocalImageStore
 from models.queue import RenderQueue
-from sdfarm.settings import Settings
+from models.settings import Settings
 from worker.heartbeat import Heartbeat
 from worker.runner import PipelineRunner
 from worker.service import RenderService

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from models.db import make_engine, make_session_factory
 from models.image_store import LocalImageStore
 from models.queue import RenderQueue, make_celery
-from sdfarm.settings import Settings
+from models.settings import Settings
 from worker.reaper import Reaper, ReaperThread
 
 log = logging.getLogger("sdfarm.supervisor")

@@ -12,8 +12,8 @@ from pathlib import Path
 import psutil
 import requests
 
+from models.settings import Settings
 from sdfarm.redis_server import RedisServer, free_port
-from sdfarm.settings import Settings
 from tests.farm_harness import REPO, WorkerFleet, settings_env
 
 

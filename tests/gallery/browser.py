@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 from werkzeug.serving import make_server
 
-from sdfarm.settings import Settings
+from models.settings import Settings
 from tests.farm_harness import REPO, WorkerFleet
 
 CHROMIUM_ARGS = [

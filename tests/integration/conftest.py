@@ -11,8 +11,8 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import make_engine, make_session_factory
+from models.settings import Settings
 from sdfarm.migrate import upgrade
-from sdfarm.settings import Settings
 from tests.conftest import make_settings
 from tests.farm_harness import WorkerFleet, fresh_postgres_database, postgres_admin_url
 

@@ -1,42 +1,156 @@
-"""Every URL of the API and of the gallery's pages in one place."""
+"""Every URL of the API and of the gallery's pages in one place, with what OpenAPI says of each."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask
+from pydantic import BaseModel
 
-from api import catalog, health, images, jobs, openapi, png_info, workers
+from api import api_docs, catalog, health, images, jobs, openapi, png_info, schemas, workers
 from api.gallery import sign_in
 from api.gallery import views as gallery
+from api.pagination import MAX_LIMIT
+from models.spec import JobSpec
+
+
+@dataclass(frozen=True)
+class Query:
+    """A query-string parameter and its JSON schema."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str = ""
 
 
 @dataclass(frozen=True)
 class Route:
-    """A URL rule, its methods, its view, and how OpenAPI describes it."""
+    """A URL rule, its methods, its view, and how OpenAPI describes it.
+
+    `request` is the JSON body's model and `multipart` the form parts it may come as instead;
+    `response` is the success body's model, or `media` the type of a file answered instead.
+    `public` routes need no API key.
+    """
 
     rule: str
     methods: tuple[str, ...]
     view: Callable
     summary: str
+    request: type[BaseModel] | None = None
+    multipart: dict[str, Any] | None = None
+    status: int = 200
+    response: type[BaseModel] | None = None
+    media: str | None = None
+    query: tuple[Query, ...] = ()
+    public: bool = False
+    tag: str = "sdfarm"
+    in_openapi: bool = True
 
+
+LIMIT = Query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "Page size.")
+CURSOR = Query("cursor", {"type": "string", "pattern": "^[0-9]{1,18}$"}, "next_cursor of the previous page.")
+PAGE = (LIMIT, CURSOR)
+IMAGE_FILTERS = (
+    Query("job_id", {"type": "integer", "minimum": 0}),
+    Query("status", {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "canceled"]}),
+    Query("model", {"type": "string"}),
+    Query("seed", {"type": "integer", "minimum": 0}),
+)
+WITH_IMAGES = Query("images", {"type": "string", "enum": ["0", "1"]}, "0 leaves the images out.")
 
 API_ROUTES: tuple[Route, ...] = (
-    Route("/api/v1/jobs", ("POST",), jobs.create_job, "Submit a bulk job"),
-    Route("/api/v1/jobs", ("GET",), jobs.list_jobs, "List jobs, newest first"),
-    Route("/api/v1/jobs/<id:job_id>", ("GET",), jobs.get_job, "A job's status, progress and images"),
-    Route("/api/v1/jobs/<id:job_id>/cancel", ("POST",), jobs.cancel_job, "Cancel the job's images not yet started"),
-    Route("/api/v1/images", ("GET",), images.list_images, "List images, newest first"),
-    Route("/api/v1/images/<id:image_id>", ("GET",), images.get_image, "One image's parameters and outcome"),
-    Route("/api/v1/images/<id:image_id>/file", ("GET",), images.image_file, "The PNG file"),
-    Route("/api/v1/images/<id:image_id>/thumbnail", ("GET",), images.image_thumbnail, "The WebP thumbnail"),
-    Route("/api/v1/workers", ("GET",), workers.list_workers, "Workers and their last heartbeat"),
-    Route("/api/v1/models", ("GET",), catalog.list_models, "Models, their workers and queues"),
-    Route("/api/v1/samplers", ("GET",), catalog.list_samplers, "Accepted sampler names"),
-    Route("/api/v1/png-info", ("POST",), png_info.png_info, "Generation parameters embedded in a PNG"),
-    Route("/api/v1/openapi.json", ("GET",), openapi.openapi_document, "This document"),
-    Route("/healthz", ("GET",), health.healthz, "Database and broker health"),
+    Route(
+        "/api/v1/jobs",
+        ("POST",),
+        jobs.create_job,
+        "Submit a bulk job",
+        request=JobSpec,
+        multipart=schemas.JOB_MULTIPART,
+        status=202,
+        response=schemas.JobOut,
+    ),
+    Route("/api/v1/jobs", ("GET",), jobs.list_jobs, "List jobs, newest first", response=schemas.JobPage, query=PAGE),
+    Route(
+        "/api/v1/jobs/<id:job_id>",
+        ("GET",),
+        jobs.get_job,
+        "A job's status, progress and images",
+        response=schemas.JobOut,
+        query=(WITH_IMAGES,),
+    ),
+    Route(
+        "/api/v1/jobs/<id:job_id>/cancel",
+        ("POST",),
+        jobs.cancel_job,
+        "Cancel the job's images not yet started",
+        response=schemas.JobOut,
+    ),
+    Route(
+        "/api/v1/images",
+        ("GET",),
+        images.list_images,
+        "List images, newest first",
+        response=schemas.ImagePage,
+        query=PAGE + IMAGE_FILTERS,
+    ),
+    Route(
+        "/api/v1/images/<id:image_id>",
+        ("GET",),
+        images.get_image,
+        "One image's parameters and outcome",
+        response=schemas.ImageOut,
+    ),
+    Route("/api/v1/images/<id:image_id>/file", ("GET",), images.image_file, "The PNG file", media="image/png"),
+    Route(
+        "/api/v1/images/<id:image_id>/thumbnail",
+        ("GET",),
+        images.image_thumbnail,
+        "The WebP thumbnail",
+        media="image/webp",
+    ),
+    Route(
+        "/api/v1/workers",
+        ("GET",),
+        workers.list_workers,
+        "Workers and their last heartbeat",
+        response=schemas.WorkerList,
+    ),
+    Route(
+        "/api/v1/models",
+        ("GET",),
+        catalog.list_models,
+        "Models, their workers and queues",
+        response=schemas.ModelList,
+    ),
+    Route(
+        "/api/v1/samplers",
+        ("GET",),
+        catalog.list_samplers,
+        "Accepted sampler names",
+        response=schemas.SamplerList,
+    ),
+    Route(
+        "/api/v1/png-info",
+        ("POST",),
+        png_info.png_info,
+        "Generation parameters embedded in a PNG",
+        request=schemas.PngInfoIn,
+        multipart=schemas.PNG_INFO_MULTIPART,
+        response=schemas.PngInfoOut,
+    ),
+    Route(
+        "/api/v1/openapi.json",
+        ("GET",),
+        openapi.openapi_document,
+        "This document",
+        media="application/json",
+        public=True,
+    ),
+    Route("/healthz", ("GET",), health.healthz, "Database and broker health", response=schemas.Health, public=True),
+    Route("/api/docs", ("GET",), api_docs.api_docs_page, "API reference page", public=True, in_openapi=False),
+    Route("/api/docs/<name>", ("GET",), api_docs.api_docs_asset, "Swagger UI's files", public=True, in_openapi=False),
 )
 
 
@@ -53,8 +167,17 @@ GALLERY_ROUTES: tuple[Route, ...] = (
 )
 
 
+def endpoint_name(route: Route) -> str:
+    """The Flask endpoint of an API route: `<module>.<view>`."""
+    return f"{route.view.__module__.rsplit('.', 1)[-1]}.{route.view.__name__}"
+
+
+def public_endpoints() -> set[str]:
+    """Endpoints of the API routes that need no key."""
+    return {endpoint_name(route) for route in API_ROUTES if route.public}
+
+
 def register_api_routes(app: Flask) -> None:
     """Add every API route to the app."""
     for route in API_ROUTES:
-        endpoint = f"{route.view.__module__.rsplit('.', 1)[-1]}.{route.view.__name__}"
-        app.add_url_rule(route.rule, endpoint=endpoint, view_func=route.view, methods=list(route.methods))
+        app.add_url_rule(route.rule, endpoint=endpoint_name(route), view_func=route.view, methods=list(route.methods))

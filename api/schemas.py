@@ -184,3 +184,24 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: str
     broker: str
+
+
+# Operations that also take `multipart/form-data`: the parts and what each holds.
+JOB_MULTIPART: dict[str, Any] = {
+    "type": "object",
+    "required": ["job"],
+    "properties": {
+        "job": {"type": "string", "description": "The job as JSON (the application/json body)."},
+        "init_image": {"type": "string", "format": "binary", "description": "PNG, JPEG or WebP init image."},
+        "mask_image": {
+            "type": "string",
+            "format": "binary",
+            "description": "Inpainting mask of the init image's size: white is repainted, black kept.",
+        },
+    },
+}
+PNG_INFO_MULTIPART: dict[str, Any] = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {"file": {"type": "string", "format": "binary", "description": "The PNG."}},
+}

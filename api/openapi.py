@@ -39,7 +39,7 @@ def build_document(authenticated: bool = False) -> dict[str, Any]:
         for method in route.methods if route.in_openapi else ():
             path, params = _openapi_path(route.rule)
             params += [
-                {"name": q.name, "in": "query", "required": False, "schema": q.schema}
+                {"name": q.name, "in": q.location, "required": False, "schema": q.schema}
                 | ({"description": q.description} if q.description else {})
                 for q in route.query
             ]

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 from pydantic import BaseModel
 
-from api import api_docs, catalog, health, images, jobs, openapi, png_info, schemas, workers
+from api import api_docs, catalog, health, images, jobs, openapi, png_info, schemas, webhooks, workers
 from api.gallery import sign_in
 from api.gallery import views as gallery
 from api.pagination import MAX_LIMIT
@@ -18,11 +18,12 @@ from models.spec import JobSpec
 
 @dataclass(frozen=True)
 class Query:
-    """A query-string parameter and its JSON schema."""
+    """A query-string (or, with `location="header"`, a header) parameter and its JSON schema."""
 
     name: str
     schema: dict[str, Any]
     description: str = ""
+    location: str = "query"
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,12 @@ IMAGE_FILTERS = (
     Query("model", {"type": "string"}),
     Query("seed", {"type": "integer", "minimum": 0}),
 )
+IDEMPOTENCY_KEY = Query(
+    "Idempotency-Key",
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"},
+    "Send the same key with a retried request to get the first job back (24 h), not a second job.",
+    location="header",
+)
 WITH_IMAGES = Query("images", {"type": "string", "enum": ["0", "1"]}, "0 leaves the images out.")
 
 API_ROUTES: tuple[Route, ...] = (
@@ -70,6 +77,7 @@ API_ROUTES: tuple[Route, ...] = (
         multipart=schemas.JOB_MULTIPART,
         status=202,
         response=schemas.JobOut,
+        query=(IDEMPOTENCY_KEY,),
     ),
     Route("/api/v1/jobs", ("GET",), jobs.list_jobs, "List jobs, newest first", response=schemas.JobPage, query=PAGE),
     Route(
@@ -86,6 +94,28 @@ API_ROUTES: tuple[Route, ...] = (
         jobs.cancel_job,
         "Cancel the job's images not yet started",
         response=schemas.JobOut,
+    ),
+    Route(
+        "/api/v1/jobs/<id:job_id>/webhooks",
+        ("GET",),
+        webhooks.job_webhooks,
+        "The job's webhook deliveries and every attempt",
+        response=schemas.WebhookDeliveryList,
+    ),
+    Route(
+        "/api/v1/webhook-settings",
+        ("GET",),
+        webhooks.get_webhook_settings,
+        "The caller's default webhook URL and secret",
+        response=schemas.WebhookSettingsOut,
+    ),
+    Route(
+        "/api/v1/webhook-settings",
+        ("PUT",),
+        webhooks.put_webhook_settings,
+        "Set the caller's default webhook URL; make a new signing secret",
+        request=schemas.WebhookSettingsIn,
+        response=schemas.WebhookSettingsOut,
     ),
     Route(
         "/api/v1/images",

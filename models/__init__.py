@@ -2,8 +2,8 @@
 
 from models.api_key import ApiKey
 from models.base import Base
-from models.image import Image, ImageStatus
 from models.idempotency import IdempotencyKey
+from models.image import Image, ImageStatus
 from models.job import Job
 from models.key_options import KeyOptions
 from models.webhook import WebhookAttempt, WebhookDelivery

@@ -16,8 +16,8 @@ from api.request_body import parse_body
 from api.schemas import JobPage
 from api.submission import submit_job
 from models.base import utcnow
-from models.image import Image, ImageStatus
 from models.eta import estimate
+from models.image import Image, ImageStatus
 from models.job import Job
 from models.progress import job_progress
 from models.spec import JobSpec

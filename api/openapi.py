@@ -20,9 +20,11 @@ def _openapi_path(rule: str) -> tuple[str, list[dict[str, Any]]]:
     return re.sub(r"<id:(\w+)>", r"{\1}", rule), params
 
 
-def build_document(authenticated: bool = False) -> dict[str, Any]:
+def build_document(settings) -> dict[str, Any]:
     """Assemble the document from the route table; component schemas come from pydantic."""
-    from api.routes import API_ROUTES
+    from api.routes import served_routes
+
+    authenticated = settings.auth_required()
 
     components: dict[str, Any] = {}
 
@@ -35,7 +37,7 @@ def build_document(authenticated: bool = False) -> dict[str, Any]:
 
     error = {"description": "Error", "content": {"application/json": {"schema": ref(schemas.ErrorOut)}}}
     paths: dict[str, Any] = {}
-    for route in API_ROUTES:
+    for route in served_routes(settings):
         for method in route.methods if route.in_openapi else ():
             path, params = _openapi_path(route.rule)
             params += [
@@ -49,10 +51,11 @@ def build_document(authenticated: bool = False) -> dict[str, Any]:
                 content = {"application/json": {"schema": {"type": "object"}}}
             else:
                 content = {route.media or "text/plain": {"schema": {"type": "string", "format": "binary"}}}
+            name = route.endpoint or route.view.__name__
             operation: dict[str, Any] = {
                 "summary": route.summary,
                 "tags": [route.tag],
-                "operationId": f"{method.lower()}_{route.view.__name__}",
+                "operationId": f"{method.lower()}_{route.tag}_{name}".replace("-", "_"),
                 "parameters": params,
                 "responses": {
                     str(route.status): {"description": route.summary, "content": content},
@@ -81,8 +84,11 @@ def build_document(authenticated: bool = False) -> dict[str, Any]:
         "components": {"schemas": components},
     }
     if authenticated:
-        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-        document["security"] = [{"bearer": []}]
+        document["components"]["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "basic": {"type": "http", "scheme": "basic", "description": "Any user name; the API key as the password."},
+        }
+        document["security"] = [{"bearer": []}, {"basic": []}]
     return document
 
 
@@ -90,4 +96,4 @@ def openapi_document() -> Response:
     """GET /api/v1/openapi.json."""
     from api.farm import farm
 
-    return jsonify(build_document(farm().settings.auth_required()))
+    return jsonify(build_document(farm().settings))

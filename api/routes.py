@@ -10,6 +10,9 @@ from flask import Flask
 from pydantic import BaseModel
 
 from api import api_docs, catalog, health, images, jobs, openapi, png_info, schemas, webhooks, workers
+from api.a1111 import generate as a1111
+from api.a1111 import info as a1111_info
+from api.a1111 import schemas as a1111_schemas
 from api.gallery import sign_in
 from api.gallery import views as gallery
 from api.pagination import MAX_LIMIT
@@ -48,6 +51,7 @@ class Route:
     public: bool = False
     tag: str = "sdfarm"
     in_openapi: bool = True
+    endpoint: str | None = None  # for one view behind several URLs
 
 
 LIMIT = Query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "Page size.")
@@ -184,6 +188,71 @@ API_ROUTES: tuple[Route, ...] = (
 )
 
 
+
+def _sdapi(
+    path: str, method: str, view: Callable, summary: str, response: type[BaseModel] | None = None, **extra: Any
+) -> Route:
+    media = None if response is not None else "application/json"  # the answers without a model are `null`
+    return Route(f"/sdapi/v1/{path}", (method,), view, summary, response=response, media=media, tag="a1111", **extra)
+
+
+# AUTOMATIC1111's API (api/a1111/), for the clients, plugins and front ends written for it; the empty
+# answers are for features the farm does not have, which clients ask about when they start.
+S = a1111_schemas
+A1111_ROUTES: tuple[Route, ...] = (
+    _sdapi(
+        "txt2img",
+        "POST",
+        a1111.txt2img,
+        "A1111 txt2img: one farm job, waited for",
+        S.GenerationResponse,
+        request=S.Txt2ImgRequest,
+        query=(IDEMPOTENCY_KEY,),
+    ),
+    _sdapi(
+        "img2img",
+        "POST",
+        a1111.img2img,
+        "A1111 img2img (with `mask`: inpainting)",
+        S.GenerationResponse,
+        request=S.Img2ImgRequest,
+        query=(IDEMPOTENCY_KEY,),
+    ),
+    _sdapi("progress", "GET", a1111_info.progress, "The caller's current request", S.ProgressResponse),
+    _sdapi("interrupt", "POST", a1111_info.interrupt, "Cancel the caller's running requests"),
+    _sdapi("skip", "POST", a1111_info.skip, "Accepted; images of a farm job render side by side"),
+    _sdapi("sd-models", "GET", a1111_info.sd_models, "Checkpoints", S.SdModelList),
+    _sdapi("samplers", "GET", a1111_info.samplers, "Samplers", S.SamplerList),
+    _sdapi("schedulers", "GET", a1111_info.schedulers, "Noise schedules", S.SchedulerList),
+    _sdapi("loras", "GET", a1111_info.loras, "LoRA adapters", S.LoraList),
+    _sdapi("options", "GET", a1111_info.get_options, "The caller's options", S.Options),
+    _sdapi("options", "POST", a1111_info.set_options, "Set the caller's default checkpoint", request=S.Options),
+    _sdapi("refresh-checkpoints", "POST", a1111_info.refresh_checkpoints, "Re-read the models directory"),
+    _sdapi("refresh-loras", "POST", a1111_info.refresh_checkpoints, "Re-read the LoRA directory"),
+    _sdapi(
+        "png-info", "POST", a1111_info.png_info, "A picture's parameters", S.PngInfoResponse, request=S.PngInfoRequest
+    ),
+    _sdapi("memory", "GET", a1111_info.memory, "The API server's memory", S.AnyObject),
+    _sdapi("cmd-flags", "GET", a1111_info.cmd_flags, "Command-line flags", S.AnyObject),
+    _sdapi("embeddings", "GET", a1111_info.embeddings, "Textual inversion embeddings (none)", S.AnyObject),
+    _sdapi("scripts", "GET", a1111_info.scripts, "Scripts (none)", S.AnyObject),
+    *(
+        _sdapi(path, "GET", a1111_info.empty_list, f"{path} (none on the farm)", S.AnyList, endpoint=path)
+        for path in (
+            "upscalers",
+            "latent-upscale-modes",
+            "sd-vae",
+            "hypernetworks",
+            "face-restorers",
+            "realesrgan-models",
+            "prompt-styles",
+            "script-info",
+            "extensions",
+            "sd-modules",
+        )
+    ),
+)
+
 # The browser gallery (HTML pages; api/gallery/ registers them on its blueprint, endpoints `gallery.<view>`).
 GALLERY_ROUTES: tuple[Route, ...] = (
     Route("/", ("GET",), gallery.gallery_page, "Gallery: thumbnails, newest first, with search and filters"),
@@ -198,16 +267,23 @@ GALLERY_ROUTES: tuple[Route, ...] = (
 
 
 def endpoint_name(route: Route) -> str:
-    """The Flask endpoint of an API route: `<module>.<view>`."""
-    return f"{route.view.__module__.rsplit('.', 1)[-1]}.{route.view.__name__}"
+    """The Flask endpoint of an API route: `<module>.<view>` (`a1111.<view>` for A1111's)."""
+    module = "a1111" if route.tag == "a1111" else route.view.__module__.rsplit(".", 1)[-1]
+    return f"{module}.{route.endpoint or route.view.__name__}"
 
 
 def public_endpoints() -> set[str]:
     """Endpoints of the API routes that need no key."""
-    return {endpoint_name(route) for route in API_ROUTES if route.public}
+    return {endpoint_name(route) for route in API_ROUTES + A1111_ROUTES if route.public}
+
+
+def served_routes(settings) -> tuple[Route, ...]:
+    """The API routes this farm serves: A1111's unless SDFARM_A1111_API=false."""
+    return API_ROUTES + (A1111_ROUTES if settings.a1111_api else ())
 
 
 def register_api_routes(app: Flask) -> None:
     """Add every API route to the app."""
-    for route in API_ROUTES:
+    settings = app.extensions["sdfarm"].settings
+    for route in served_routes(settings):
         app.add_url_rule(route.rule, endpoint=endpoint_name(route), view_func=route.view, methods=list(route.methods))

@@ -180,8 +180,13 @@ class PngInfoIn(BaseModel):
 class PngInfoOut(BaseModel):
     """The infotext embedded in a picture and its parsed fields (prompt, negative_prompt, params, steps...)."""
 
-    infotext: str | None = Field(description="The raw `parameters` text; null when the picture carries none.")
+    infotext: str | None = Field(
+        description="The `parameters` text; for other tools' pictures, their fields in the same form. Null: none."
+    )
     parameters: dict[str, Any] | None
+    generator: str | None = Field(
+        default=None, description="AUTOMATIC1111 (also sdfarm), InvokeAI, ComfyUI, NovelAI, Fooocus; null: unknown."
+    )
 
 
 class Health(BaseModel):

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 from pydantic import BaseModel
 
-from api import api_docs, catalog, health, images, jobs, openapi, png_info, schemas, webhooks, workers
+from api import api_docs, catalog, health, images, jobs, metrics, openapi, png_info, schemas, webhooks, workers
 from api.a1111 import generate as a1111
 from api.a1111 import info as a1111_info
 from api.a1111 import schemas as a1111_schemas
@@ -183,6 +183,14 @@ API_ROUTES: tuple[Route, ...] = (
         public=True,
     ),
     Route("/healthz", ("GET",), health.healthz, "Database and broker health", response=schemas.Health, public=True),
+    Route(
+        "/metrics",
+        ("GET",),
+        metrics.metrics,
+        "Prometheus metrics (queue depth, throughput, workers, GPUs, webhooks)",
+        media="text/plain",
+        public=True,
+    ),
     Route("/api/docs", ("GET",), api_docs.api_docs_page, "API reference page", public=True, in_openapi=False),
     Route("/api/docs/<name>", ("GET",), api_docs.api_docs_asset, "Swagger UI's files", public=True, in_openapi=False),
 )

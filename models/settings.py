@@ -58,6 +58,9 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="First retry delay; each next one is 3x longer, up to 8 hours."
     )
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60, description="Connect and read timeout.")
+    metrics_token: str | None = Field(
+        default=None, description="If set, /metrics answers only `Authorization: Bearer <token>`; else it is open."
+    )
     log_format: str = Field(default="plain", description="plain or json (one JSON object per line).")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     host: str = "127.0.0.1"

@@ -12,6 +12,7 @@ from functools import lru_cache
 from PIL import Image as PILImage
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.farm_metrics import record_batch
 from models.image import Image
 from models.image_store import ImageStore
 from models.queue import RenderQueue
@@ -110,7 +111,9 @@ class RenderService:
         request = self._request_for(claim.items)
         started = time.perf_counter()
         outcomes = self._render_splitting(claim.items, request, lease)
-        per_image = (time.perf_counter() - started) / len(claim.items)
+        elapsed = time.perf_counter() - started
+        per_image = elapsed / len(claim.items)
+        record_batch(self.queue.redis, claim.items[0].model, elapsed, len(claim.items))
         rendered: list[Rendered] = []
         for item, picture_or_error in outcomes:
             if isinstance(picture_or_error, PermanentItemError):

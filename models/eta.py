@@ -64,12 +64,13 @@ def estimate(session: Session, job: Job, progress: JobProgress, offline_after: f
     """The job's queue position and ETA; both None once it is final."""
     if not (progress.queued or progress.running):
         return Estimate(None, None)
-    position = 0
+    position, first = 0, None
     if progress.queued:
         first = session.scalar(
             select(func.min(Image.id)).where(Image.job_id == job.id, Image.status == ImageStatus.QUEUED)
         )
-        priority = job.priority
+    priority = job.priority
+    if first is not None:  # None also when a worker claimed the rest since the counts were read
         position = session.scalar(
             select(func.count()).where(
                 Image.model == job.model,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -29,7 +28,10 @@ def _settings(**overrides) -> Settings:
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from models.logging_config import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import Response, jsonify, request
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from api.auth import owner_id, owner_scope
 from api.errors import ApiError
@@ -15,9 +15,9 @@ from api.presenters import job_out, online_workers_by_model
 from api.request_body import parse_body
 from api.schemas import JobPage
 from api.submission import submit_job
-from models.base import utcnow
+from models import lifecycle
 from models.eta import estimate
-from models.image import Image, ImageStatus
+from models.image import Image
 from models.job import Job
 from models.progress import job_progress
 from models.spec import JobSpec
@@ -109,15 +109,8 @@ def list_jobs() -> Response:
 
 
 def cancel_job(job_id: int) -> Response:
-    """POST /api/v1/jobs/<id>/cancel: images not yet started are never run; running ones finish."""
+    """POST /api/v1/jobs/<id>/cancel: the job's queued and running images stop; none of them runs again."""
     job = find_job(job_id)
-    session = db()
-    session.execute(
-        update(Image)
-        .where(Image.job_id == job.id, Image.status == ImageStatus.QUEUED)
-        .values(status=ImageStatus.CANCELED, finished_at=utcnow())
-    )
-    if job.canceled_at is None:
-        job.canceled_at = utcnow()
-    session.commit()
+    lifecycle.cancel(farm().sessions, job_id=job.id)
+    db().refresh(job)
     return jsonify(render_job(job, with_images=False))

@@ -72,6 +72,7 @@ def job_out(
         model=job.model,
         priority=job.priority,
         created_at=job.created_at,
+        canceled_at=job.canceled_at,
         total=progress.total,
         queued=progress.queued,
         running=progress.running,

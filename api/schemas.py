@@ -74,6 +74,7 @@ class JobOut(BaseModel):
     model: str
     priority: int
     created_at: datetime
+    canceled_at: datetime | None = None
     total: int
     queued: int
     running: int

@@ -9,7 +9,6 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,10 +16,10 @@ from api.errors import ApiError
 from api.farm import Farm
 from api.init_images import Uploads, resolve_inputs
 from api.rate_limits import check_queued_cap
+from models import lifecycle
 from models.base import utcnow
 from models.catalog import UnknownModelError, list_loras, lora_path, short_hash
 from models.idempotency import new_record
-from models.image import Image, ImageStatus
 from models.job import Job
 from models.samplers import find_sampler
 from models.spec import MAX_SEED, JobSpec
@@ -138,15 +137,11 @@ def submit_job(
                     "seed": seed,
                     "batch_key": key,
                     "priority": spec.priority,
-                    "status": ImageStatus.QUEUED,
-                    "attempts": 0,
-                    "progress": 0.0,
-                    "run_alone": False,
                     "nsfw": False,
                     "queued_at": now,
                 }
             )
-    session.execute(insert(Image), rows)
+    lifecycle.enqueue(session, rows=rows)
     if idempotency is not None:
         session.add(new_record(owner_key_id, idempotency[0], idempotency[1], job.id))
     try:
@@ -159,7 +154,7 @@ def submit_job(
             farm.store.delete(key)
         raise IdempotencyRace() from None
     try:
-        farm.queue.publish_for_items(model.name, len(rows), farm.settings.max_batch)
+        lifecycle.publish_work(farm.queue, model=model.name, images=len(rows), max_batch=farm.settings.max_batch)
     except Exception as error:  # the job is safe in the database; the reaper publishes it later
         log.warning("job %s stored but not yet published (broker: %s); the reaper will publish it", job.id, error)
     return job

@@ -127,6 +127,11 @@ def record_job_events(session: Session, job_ids: Iterable[int]) -> int:
     ids = sorted(set(job_ids))
     if not ids:
         return 0
+    # Most jobs have no webhook: find those that do before locking anything.
+    targets = {job.id: webhook_target(session, job) for job in session.scalars(select(Job).where(Job.id.in_(ids)))}
+    ids = sorted(job_id for job_id, url in targets.items() if url)
+    if not ids:
+        return 0
     query = select(Job).where(Job.id.in_(ids)).order_by(Job.id)
     if session.bind.dialect.name == "postgresql":
         query = query.with_for_update()
@@ -137,9 +142,7 @@ def record_job_events(session: Session, job_ids: Iterable[int]) -> int:
         counts = progress[job.id]
         if counts.queued or counts.running:
             continue
-        url = webhook_target(session, job)
-        if not url:
-            continue
+        url = targets[job.id]
         status = counts.status(job.canceled_at is not None)
         event = job_event(status)
         numbers = {
@@ -197,6 +200,16 @@ def _row(job: Job, event: str, image_id: int, url: str, data: dict[str, Any]) ->
         "created_at": now,
         "next_attempt_at": now,
     }
+
+
+def record_events(session: Session, *, image_ids: Iterable[int] = (), job_ids: Iterable[int] = ()) -> None:
+    """In a lifecycle transition's transaction: the events its moves may have caused (see models/lifecycle.py)."""
+    image_ids = list(image_ids)
+    jobs = set(job_ids)
+    if image_ids:
+        jobs |= set(session.scalars(select(Image.job_id).where(Image.id.in_(image_ids)).distinct()))
+        record_image_events(session, image_ids)
+    record_job_events(session, jobs)
 
 
 def deliveries_by_status(session: Session) -> dict[str, int]:

@@ -16,11 +16,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from sqlalchemy import update
-
+from models import lifecycle
 from models.catalog import ModelCatalog, ModelEntry
 from models.db import make_engine, make_session_factory
-from models.image import Image, ImageStatus
 from models.image_store import LocalImageStore
 from models.queue import RenderQueue
 from models.settings import Settings
@@ -147,17 +145,11 @@ class WorkerContext:
         """Finish saving, hand back what this process still holds, and say goodbye."""
         if self.service is not None:
             self.service.close()
-        with self.sessions() as session:
-            # Anything still leased by this worker was interrupted: back to the queue at once.
-            released = session.execute(
-                update(Image)
-                .where(Image.worker == self.worker_name, Image.status == ImageStatus.RUNNING)
-                .values(status=ImageStatus.QUEUED, lease_token=None, lease_expires_at=None, progress=0.0)
-            ).rowcount
-            session.commit()
-        if released:
-            log.info("worker %s put %d interrupted images back in the queue", self.worker_name, released)
-            self.queue.publish_for_items(self.model, released, self.max_batch)
+        # Anything this worker still holds was interrupted: back to the queue at once.
+        released = lifecycle.release_worker(self.sessions, worker=self.worker_name)
+        for model, count in released.items():
+            log.info("worker %s put %d interrupted images of %s back in the queue", self.worker_name, count, model)
+            lifecycle.publish_work(self.queue, model=model, images=count, max_batch=self.max_batch)
         if self.heartbeat is not None:
             self.heartbeat.stop()
         self.engine.dispose()

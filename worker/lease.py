@@ -8,7 +8,7 @@ import threading
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.claims import renew_lease
+from models import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,9 @@ class LeaseKeeper:
         self.token = token
         self.lease_seconds = lease_seconds
         self.progress = 0.0
+        # Set when a renewal finds nothing held: the batch was canceled or taken back, so
+        # rendering it further would only waste the GPU.
+        self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{token[:8]}", daemon=True)
 
@@ -42,8 +45,12 @@ class LeaseKeeper:
         interval = min(self.lease_seconds / 3, 1.0)
         while not self._stop.wait(interval):
             try:
-                if renew_lease(self.sessions, self.token, self.lease_seconds, round(self.progress, 4)) == 0:
-                    return  # nothing held any more: saved, failed, or taken back by the reaper
+                held = lifecycle.renew(
+                    self.sessions, token=self.token, lease_seconds=self.lease_seconds, progress=round(self.progress, 4)
+                )
+                if held == 0:  # nothing held any more: saved, failed, canceled, or taken back by the reaper
+                    self.lost.set()
+                    return
             except OperationalError as error:
                 # Keep trying: the lease is long enough to ride out a short database blip.
                 log.warning("could not renew lease %s: %s", self.token[:8], error)

@@ -14,12 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from PIL import Image as PILImage
-from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.base import utcnow
-from models.image import Image, ImageStatus
+from models import lifecycle
+from models.image import Image
 from models.image_store import ImageStore, object_key_for
 from worker.encoding import encode_png, encode_thumbnail, infotext_for
 
@@ -83,35 +82,21 @@ class ResultStore:
         # A thumbnail can always be made again from its PNG, so it does not wait for the disk.
         self.store.put(thumb_key, encode_thumbnail(rendered.picture), durable=False)
         return dict(
-            status=ImageStatus.SUCCEEDED,
             object_key=key,
             thumb_key=thumb_key,
             sha256=hashlib.sha256(png).hexdigest(),
             nsfw=bool(item.nsfw),
             model_hash=self.model_hash,
-            finished_at=utcnow(),
-            progress=1.0,
-            error=None,
             render_seconds=round(rendered.render_seconds, 4),
-            lease_expires_at=None,
         )
 
     def _record(self, token: str, written: list[tuple[int, dict]]) -> set[int]:
         """Mark rows succeeded if this worker still holds them; retries the transaction on database errors."""
+        results = dict(written)
         for attempt, delay in enumerate((*DB_RETRY_DELAYS, None)):
             try:
-                recorded: set[int] = set()
-                with self.sessions() as session:
-                    for item_id, values in written:
-                        held = (Image.id == item_id, Image.lease_token == token, Image.status == ImageStatus.RUNNING)
-                        if session.execute(update(Image).where(*held).values(**values)).rowcount == 1:
-                            recorded.add(item_id)
-                    session.commit()
-                    for item_id, values in written:
-                        # A retry after a commit whose reply was lost finds its own writes already there.
-                        if item_id not in recorded and session.get(Image, item_id).object_key == values["object_key"]:
-                            recorded.add(item_id)
-                lost = len(written) - len(recorded)
+                recorded = lifecycle.succeed(self.sessions, token=token, results=results)
+                lost = len(results) - len(recorded)
                 if lost:
                     log.warning("%d images of batch %s are no longer held by this worker; discarding", lost, token[:8])
                 return recorded

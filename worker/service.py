@@ -12,12 +12,13 @@ from functools import lru_cache
 from PIL import Image as PILImage
 from sqlalchemy.orm import Session, sessionmaker
 
+from models import lifecycle
 from models.farm_metrics import record_batch
 from models.image import Image
 from models.image_store import ImageStore
+from models.lifecycle import Claim
 from models.logging_config import bind_work, unbind_work
 from models.queue import RenderQueue
-from worker.claims import Claim, claim_batch, fail_items, queued_count, release_for_retry
 from worker.lease import LeaseKeeper
 from worker.results import Rendered, ResultStore
 from worker.runner import GpuOutOfMemoryError, PipelineRunner, RenderRequest
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 
 class PermanentItemError(Exception):
     """An item that cannot succeed by trying again as it is (too big for the GPU, NaN output)."""
+
+
+class BatchWithdrawn(Exception):
+    """The batch is no longer this worker's (its job was canceled, or the reaper took it back)."""
 
 
 class RenderService:
@@ -66,11 +71,14 @@ class RenderService:
 
     def run_next(self, model: str) -> int:
         """Claim and render one batch for `model`; returns how many images it rendered."""
-        claim = claim_batch(self.sessions, model, self.worker_name, self.max_batch, self.lease_seconds)
-        if queued_count(self.sessions, model) > 0:
-            # Keep one message per batch in flight: this run consumed one (even a run that lost
-            # every race for rows, or the chain would stall until the reaper's next pass).
-            self.queue.publish(model)
+        claim = lifecycle.claim(
+            self.sessions,
+            model=model,
+            worker=self.worker_name,
+            max_batch=self.max_batch,
+            lease_seconds=self.lease_seconds,
+        )
+        lifecycle.continue_work(self.sessions, self.queue, model=model)
         if claim is None:
             return 0
         logged = bind_work(**batch_fields(claim))
@@ -89,10 +97,17 @@ class RenderService:
             pending.add_done_callback(self._pending.discard)
             handed_over = True
             return len(rendered)
+        except BatchWithdrawn:
+            log.info("batch %s stopped: its images were canceled or taken back", claim.token[:8])
+            return 0
         except Exception as error:
             log.exception("batch %s failed", claim.token[:8])
-            release_for_retry(
-                self.sessions, claim.token, [i.id for i in claim.items], _describe(error), self.max_attempts
+            lifecycle.release(
+                self.sessions,
+                token=claim.token,
+                image_ids=[i.id for i in claim.items],
+                error=_describe(error),
+                max_attempts=self.max_attempts,
             )
             raise
         finally:
@@ -121,7 +136,7 @@ class RenderService:
         rendered: list[Rendered] = []
         for item, picture_or_error in outcomes:
             if isinstance(picture_or_error, PermanentItemError):
-                fail_items(self.sessions, claim.token, [item.id], str(picture_or_error))
+                lifecycle.fail(self.sessions, token=claim.token, image_ids=[item.id], error=str(picture_or_error))
             else:
                 rendered.append(Rendered(item, picture_or_error, per_image))
         return rendered
@@ -130,6 +145,8 @@ class RenderService:
         """Render; on out-of-memory split the batch in halves, down to single images."""
 
         def progress(fraction: float) -> None:
+            if lease.lost.is_set():
+                raise BatchWithdrawn(lease.token)  # stop denoising: nobody wants this batch any more
             lease.progress = fraction
 
         try:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from models import lifecycle
 from models.catalog import short_hash
 from models.db import make_engine, make_session_factory
 from models.image import Image
 from tests.features.helpers import difference, render, runner_for
-from worker.claims import claim_batch
 from worker.runner import ModelLoadError
 
 
@@ -85,7 +85,7 @@ def test_batches_never_mix_adapters_weights_or_samplers(client, settings):
         assert client.post("/api/v1/jobs", json=body).status_code == 202
     sessions = make_session_factory(make_engine(settings.resolved_database_url))
     seen: set[int] = set()
-    while (claim := claim_batch(sessions, "tiny-sd1", "test-worker", 8, 30)) is not None:
+    while claim := lifecycle.claim(sessions, model="tiny-sd1", worker="test-worker", max_batch=8, lease_seconds=30):
         loras = {str(item.loras) for item in claim.items}
         samplers = {item.batch_key for item in claim.items}
         assert len(loras) == 1 and len(samplers) == 1

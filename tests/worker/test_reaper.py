@@ -8,14 +8,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from models import Image
+from models import Image, lifecycle
 from models.base import utcnow
 from models.db import make_engine, make_session_factory
 from models.image_store import LocalImageStore, object_key_for
 from models.queue import RenderQueue, make_celery
 from sdfarm.migrate import upgrade
 from tests.factories import add_job
-from worker.claims import claim_batch
 from worker.reaper import Reaper
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -28,7 +27,7 @@ def test_expired_lease_is_requeued_alone_and_its_files_removed(settings):
     queue = RenderQueue(make_celery(settings), settings.redis_url)
     with sessions() as session:
         add_job(session, 3)
-    claim = claim_batch(sessions, "tiny", "dead@host", 4, 30)
+    claim = lifecycle.claim(sessions, model="tiny", worker="dead@host", max_batch=4, lease_seconds=30)
     # The worker wrote one image's files, then was killed before recording them.
     first = claim.items[0]
     keys = [object_key_for(first.job_id, first.index, claim.token, s) for s in (".png", ".thumb.webp")]
@@ -42,7 +41,7 @@ def test_expired_lease_is_requeued_alone_and_its_files_removed(settings):
     assert not any(key in set(store.keys()) for key in keys)
     with sessions() as session:
         rows = list(session.scalars(select(Image)))
-    assert {(r.status, r.run_alone, r.lease_token) for r in rows} == {("queued", True, None)}
+    assert {(r.status, r.run_alone, r.lease_expires_at) for r in rows} == {("queued", True, None)}
     assert queue.depth("tiny") == 1
 
 
@@ -54,7 +53,7 @@ def test_expired_lease_at_the_attempt_cap_fails_with_the_reason(settings):
         add_job(session, 1)
         session.execute(update(Image).values(attempts=2))
         session.commit()
-    claim_batch(sessions, "tiny", "dead@host", 4, 30)
+    lifecycle.claim(sessions, model="tiny", worker="dead@host", max_batch=4, lease_seconds=30)
     with sessions() as session:
         session.execute(update(Image).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
         session.commit()

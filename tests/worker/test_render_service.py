@@ -9,7 +9,7 @@ import torch
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from models import Image
+from models import Image, lifecycle
 from models.catalog import ModelEntry
 from models.db import make_engine, make_session_factory
 from models.image_store import LocalImageStore
@@ -18,7 +18,6 @@ from sdfarm.migrate import upgrade
 from tests.factories import add_job
 from tests.fault.runners import SmallGpuRunner
 from worker import results as results_module
-from worker.claims import claim_batch
 from worker.diffusers_runner import DiffusersRunner
 from worker.service import RenderService
 from worker.stats import WorkerStats
@@ -107,7 +106,7 @@ def test_lost_lease_discards_the_files(service_factory):
     with service_factory.sessions() as session:
         add_job(session, 1)
     service = service_factory()
-    claim = claim_batch(service.sessions, "tiny", "other@host", 4, 30)
+    claim = lifecycle.claim(service.sessions, model="tiny", worker="other@host", max_batch=4, lease_seconds=30)
     token = claim.token
     # Another worker held it; the reaper gave it back and this worker renders it again.
     with service_factory.sessions() as session:

@@ -1,4 +1,5 @@
-"""Claiming from the database queue: batch limits, priorities, compatibility, no double claims."""
+"""The lifecycle's transitions one by one: claims (batch limits, priorities, compatibility, no double
+claims), release at the attempt cap, and cancel stopping running and queued images for good."""
 
 from __future__ import annotations
 
@@ -6,11 +7,15 @@ import threading
 
 from sqlalchemy import select, update
 
-from models import Image
+from models import Image, lifecycle
 from models.db import make_engine, make_session_factory
 from sdfarm.migrate import upgrade
 from tests.factories import add_job
-from worker.claims import claim_batch, release_for_retry
+
+
+def take(sessions, model: str = "tiny", max_batch: int = 4, worker: str = "w"):
+    """Claim with a 30 s lease."""
+    return lifecycle.claim(sessions, model=model, worker=worker, max_batch=max_batch, lease_seconds=30)
 
 
 def _sessions(database_url):
@@ -22,7 +27,7 @@ def test_claims_at_most_max_batch_and_never_twice(database_url):
     sessions = _sessions(database_url)
     with sessions() as session:
         add_job(session, 10)
-    claims = [claim_batch(sessions, "tiny", "w", 4, 30) for _ in range(4)]
+    claims = [take(sessions, "tiny", 4) for _ in range(4)]
     assert [len(c.items) for c in claims[:3]] == [4, 4, 2] and claims[3] is None
     ids = [item.id for claim in claims[:3] for item in claim.items]
     assert len(ids) == len(set(ids)) == 10
@@ -36,7 +41,7 @@ def test_concurrent_claims_do_not_overlap(database_url):
     lock = threading.Lock()
 
     def worker(name: str) -> None:
-        while claim := claim_batch(sessions, "tiny", name, 3, 30):
+        while claim := take(sessions, "tiny", 3, worker=name):
             with lock:
                 taken.append([item.id for item in claim.items])
 
@@ -56,12 +61,12 @@ def test_priority_then_age_and_only_compatible_items(database_url):
         low = add_job(session, 3, priority=1, batch_key="a")
         high = add_job(session, 2, priority=9, batch_key="b")
         other_model = add_job(session, 2, priority=9, model="other", batch_key="b")
-    first = claim_batch(sessions, "tiny", "w", 8, 30)
+    first = take(sessions, "tiny", 8)
     assert {item.job_id for item in first.items} == {high.id} and len(first.items) == 2
-    second = claim_batch(sessions, "tiny", "w", 8, 30)
+    second = take(sessions, "tiny", 8)
     assert {item.job_id for item in second.items} == {low.id}
-    assert claim_batch(sessions, "tiny", "w", 8, 30) is None
-    assert {item.job_id for item in claim_batch(sessions, "other", "w", 8, 30).items} == {other_model.id}
+    assert take(sessions, "tiny", 8) is None
+    assert {item.job_id for item in take(sessions, "other", 8).items} == {other_model.id}
 
 
 def test_run_alone_items_are_claimed_one_by_one(database_url):
@@ -71,7 +76,7 @@ def test_run_alone_items_are_claimed_one_by_one(database_url):
         session.execute(update(Image).where(Image.index < 2).values(run_alone=True))
         session.commit()
     sizes = []
-    while claim := claim_batch(sessions, "tiny", "w", 4, 30):
+    while claim := take(sessions, "tiny", 4):
         sizes.append(len(claim.items))
     assert sizes == [1, 1, 2]
 
@@ -81,10 +86,11 @@ def test_release_for_retry_requeues_then_fails_at_the_cap(database_url):
     with sessions() as session:
         add_job(session, 1)
     for attempt in range(1, 4):
-        claim = claim_batch(sessions, "tiny", "w", 4, 30)
+        claim = take(sessions, "tiny", 4)
         assert claim.items[0].attempts == attempt
-        release_for_retry(sessions, claim.token, [claim.items[0].id], f"boom {attempt}", max_attempts=3)
+        ids = [claim.items[0].id]
+        lifecycle.release(sessions, token=claim.token, image_ids=ids, error=f"boom {attempt}", max_attempts=3)
     with sessions() as session:
         item = session.scalars(select(Image)).one()
         assert (item.status, item.error, item.attempts) == ("failed", "boom 3", 3)
-    assert claim_batch(sessions, "tiny", "w", 4, 30) is None
+    assert take(sessions, "tiny", 4) is None

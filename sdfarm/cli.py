@@ -360,6 +360,19 @@ def keys_revoke(name) -> None:
     click.echo(f"revoked {name}")
 
 
+@main.group()
+def webhooks() -> None:
+    """Signed webhooks (see the README)."""
+
+
+@webhooks.command("secret")
+def webhooks_secret() -> None:
+    """Print a new Standard Webhooks secret (whsec_...) for SDFARM_WEBHOOK_SECRET."""
+    from models.webhook_secret import new_secret
+
+    click.echo(new_secret())
+
+
 def _sessions():
     from models.db import make_engine, make_session_factory
 

@@ -28,11 +28,17 @@ def build_document(settings) -> dict[str, Any]:
 
     components: dict[str, Any] = {}
 
+    def add(name: str, definition: dict[str, Any]) -> None:
+        # Two models of one name (the farm's and A1111's) would silently document one as the other.
+        if components.get(name, definition) != definition:
+            raise ValueError(f"two schemas are named {name!r}; rename one")
+        components[name] = definition
+
     def ref(model: type[BaseModel]) -> dict[str, str]:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, definition in schema.pop("$defs", {}).items():
-            components[name] = definition
-        components[model.__name__] = schema
+            add(name, definition)
+        add(model.__name__, schema)
         return {"$ref": f"#/components/schemas/{model.__name__}"}
 
     error = {"description": "Error", "content": {"application/json": {"schema": ref(schemas.ErrorOut)}}}

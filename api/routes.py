@@ -230,7 +230,7 @@ A1111_ROUTES: tuple[Route, ...] = (
     _sdapi("interrupt", "POST", a1111_info.interrupt, "Cancel the caller's running requests"),
     _sdapi("skip", "POST", a1111_info.skip, "Accepted; images of a farm job render side by side"),
     _sdapi("sd-models", "GET", a1111_info.sd_models, "Checkpoints", S.SdModelList),
-    _sdapi("samplers", "GET", a1111_info.samplers, "Samplers", S.SamplerList),
+    _sdapi("samplers", "GET", a1111_info.samplers, "Samplers", S.A1111Samplers),
     _sdapi("schedulers", "GET", a1111_info.schedulers, "Noise schedules", S.SchedulerList),
     _sdapi("loras", "GET", a1111_info.loras, "LoRA adapters", S.LoraList),
     _sdapi("options", "GET", a1111_info.get_options, "The caller's options", S.Options),

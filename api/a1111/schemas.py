@@ -142,7 +142,7 @@ class SdModelList(RootModel[list[SdModel]]):
     """GET /sdapi/v1/sd-models."""
 
 
-class SamplerList(RootModel[list[Sampler]]):
+class A1111Samplers(RootModel[list[Sampler]]):
     """GET /sdapi/v1/samplers."""
 
 

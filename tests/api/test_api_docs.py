@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from api import CONTENT_SECURITY_POLICY
-from api.routes import API_ROUTES
+from api.routes import A1111_ROUTES, API_ROUTES
 from tests.gallery.browser import CHROMIUM_ARGS, WATCH_CSP, chromium_binary, serve
 
 
@@ -35,16 +35,30 @@ def test_the_openapi_document_comes_from_the_route_table(client):
     document = client.get("/api/v1/openapi.json").json
     documented = {(method, path) for path, operations in document["paths"].items() for method in operations}
     expected = set()
-    for route in API_ROUTES:
+    for route in API_ROUTES + A1111_ROUTES:
         if route.in_openapi:
             path = route.rule.replace("<id:", "{").replace(">", "}")
             expected |= {(method.lower(), path) for method in route.methods}
     assert documented == expected
     jobs = document["paths"]["/api/v1/jobs"]
     assert [p["name"] for p in jobs["get"]["parameters"]] == ["limit", "cursor"]
-    assert jobs["post"]["parameters"] == []  # query parameters belong to the operation, not the path
+    # Query parameters belong to the operation, not the path: POST has only its header.
+    assert [(p["name"], p["in"]) for p in jobs["post"]["parameters"]] == [("Idempotency-Key", "header")]
     assert "multipart/form-data" in jobs["post"]["requestBody"]["content"]
     assert document["paths"]["/healthz"]["get"]["security"] == []
+    assert document["paths"]["/sdapi/v1/txt2img"]["post"]["parameters"][0]["name"] == "Idempotency-Key"
+
+
+def test_the_a1111_api_can_be_turned_off(tmp_path, redis_server, models_dir):
+    from api import create_app
+    from sdfarm.migrate import upgrade
+    from tests.conftest import make_settings
+
+    url = f"sqlite:///{tmp_path / 'sdfarm.db'}"
+    upgrade(url)
+    client = create_app(make_settings(tmp_path, url, redis_server.url, models_dir, a1111_api=False)).test_client()
+    assert client.get("/sdapi/v1/sd-models").status_code == 404
+    assert not [path for path in client.get("/api/v1/openapi.json").json["paths"] if path.startswith("/sdapi")]
 
 
 @pytest.mark.browser
@@ -53,7 +67,7 @@ def test_swagger_ui_renders_every_operation_in_chromium(app):
     if not binary:
         pytest.skip("no Chromium binary: install chromium or set SDFARM_TEST_CHROMIUM")
     sync_api = pytest.importorskip("playwright.sync_api")
-    operations = sum(len(route.methods) for route in API_ROUTES if route.in_openapi)
+    operations = sum(len(route.methods) for route in API_ROUTES + A1111_ROUTES if route.in_openapi)
     with serve(app) as base_url, sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=binary, args=CHROMIUM_ARGS)
         context = browser.new_context(base_url=base_url)

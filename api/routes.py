@@ -200,7 +200,7 @@ API_ROUTES: tuple[Route, ...] = (
 def _sdapi(
     path: str, method: str, view: Callable, summary: str, response: type[BaseModel] | None = None, **extra: Any
 ) -> Route:
-    media = None if response is not None else "application/json"  # the answers without a model are `null`
+    media = None if response is not None else "application/json"  # the answers without a model are `{}`
     return Route(f"/sdapi/v1/{path}", (method,), view, summary, response=response, media=media, tag="a1111", **extra)
 
 

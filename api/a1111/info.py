@@ -87,12 +87,12 @@ def set_options() -> Response:
             reason = f"unknown checkpoint {options.sd_model_checkpoint!r}; known: {known}"
             raise ApiError(422, "invalid options", [{"field": "sd_model_checkpoint", "reason": reason}])
         save_options(db(), owner_id(), sd_model=entry.name)
-    return jsonify(None)
+    return jsonify({})
 
 
 def refresh_checkpoints() -> Response:
     """POST /sdapi/v1/refresh-checkpoints: the catalog reads the models directory on every call already."""
-    return jsonify(None)
+    return jsonify({})
 
 
 def _live_jobs() -> list[int]:
@@ -156,12 +156,12 @@ def interrupt() -> Response:
 
     for job_id in _live_jobs():
         cancel_job(job_id)
-    return jsonify(None)
+    return jsonify({})
 
 
 def skip() -> Response:
     """POST /sdapi/v1/skip: accepted; a farm job's images render side by side, so there is no 'current' to skip."""
-    return jsonify(None)
+    return jsonify({})
 
 
 def png_info() -> Response:

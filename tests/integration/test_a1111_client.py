@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -75,25 +77,25 @@ def test_txt2img_fans_out_over_every_worker_and_answers_as_a1111(a1111):
     api = a1111["api"]
     result = api.txt2img(
         prompt="a red circle", negative_prompt="blurry", seed=1234, steps=2, cfg_scale=5.0,
-        width=64, height=64, batch_size=2, n_iter=3, sampler_name="Euler a",
+        width=64, height=64, batch_size=4, n_iter=4, sampler_name="Euler a",
     )  # fmt: skip
-    assert len(result.images) == 6 and all(image.size == (64, 64) for image in result.images)
+    assert len(result.images) == 16 and all(image.size == (64, 64) for image in result.images)
     info = result.info
-    assert info["seed"] == 1234 and info["all_seeds"] == list(range(1234, 1240))
-    assert info["all_prompts"] == ["a red circle"] * 6 and info["sampler_name"] == "Euler a"
+    assert info["seed"] == 1234 and info["all_seeds"] == list(range(1234, 1250))
+    assert info["all_prompts"] == ["a red circle"] * 16 and info["sampler_name"] == "Euler a"
     assert "Seed: 1234" in info["infotexts"][0] and "Negative prompt: blurry" in info["infotexts"][0]
     assert result.images[0].info["parameters"] == info["infotexts"][0]  # the PNG carries its infotext
     assert "subseed" not in info["sdfarm"]["ignored"]  # the client sent -1: nothing was dropped
-    assert result.parameters["batch_size"] == 2 and result.parameters["n_iter"] == 3
+    assert result.parameters["batch_size"] == 4 and result.parameters["n_iter"] == 4
     job_id = info["sdfarm"]["job_id"]
     with a1111["sessions"]() as session:
         workers = {row.worker for row in session.scalars(select(Image).where(Image.job_id == job_id))}
-    assert len(workers) == 2, "one request should use every worker"
+    assert len(workers) == 2, "one request should use every worker"  # 4 batches over 2 workers
     # The images are also in the farm's own API (and so in the gallery).
     job = requests.get(
         f"{a1111['base_url']}/api/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {a1111['secret']}"}, timeout=10
     ).json()
-    assert job["succeeded"] == 6
+    assert job["succeeded"] == 16
 
 
 def test_random_seed_and_ignored_subseed(a1111):
@@ -161,3 +163,30 @@ def test_idempotency_key_on_txt2img(a1111):
     other = requests.post(f"{base}/sdapi/v1/txt2img", json={**body, "seed": 4}, headers=headers, timeout=300)
     assert other.status_code == 422 and other.json()["error"]["fields"][0]["field"] == "Idempotency-Key"
     assert PILImage.open(io.BytesIO(base64.b64decode(first["images"][0]))).size == (64, 64)
+
+
+def test_progress_and_interrupt_of_a_waiting_request(a1111):
+    api = a1111["api"]
+    answer: dict = {}
+
+    def generate() -> None:
+        try:
+            answer["result"] = api.txt2img(prompt="a long job", steps=2, width=64, height=64, batch_size=4, n_iter=10)
+        except RuntimeError as error:
+            answer["error"] = error
+
+    thread = threading.Thread(target=generate)
+    thread.start()
+    deadline = time.monotonic() + 180
+    progress = api.get_progress()
+    while progress["state"]["job_no"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        progress = api.get_progress()
+    assert progress["state"]["job_count"] == 40 and 0 < progress["progress"] < 1
+    assert progress["state"]["job"].startswith("job ")
+    api.interrupt()
+    thread.join(timeout=120)
+    result = answer["result"]
+    assert 1 <= len(result.images) < 40  # what was done before the interrupt
+    assert result.info["sdfarm"]["canceled"] == 40 - len(result.images) - len(result.info["sdfarm"]["failed"])
+    assert api.get_progress()["state"]["job_count"] == 0

@@ -9,9 +9,8 @@ from flask import Flask, Response, request
 from api.ids import IdConverter
 from models.settings import Settings
 
+# Pages and files that need no key; API routes say so themselves (`public` in api/routes.py).
 PUBLIC_ENDPOINTS = {
-    "health.healthz",
-    "openapi.openapi_document",
     "static",
     "gallery.sign_in_page",
     "gallery.sign_in",
@@ -59,12 +58,15 @@ def register_security(app: Flask) -> None:
     from api.auth import authenticate
     from api.gallery.guard import require_same_origin
     from api.rate_limits import check_rate_limit
+    from api.routes import public_endpoints
+
+    public = PUBLIC_ENDPOINTS | public_endpoints()
 
     @app.before_request
     def _authenticate() -> None:
         # Every state-changing request, API or page: a key in a cookie must not be usable by another site.
         require_same_origin()
-        if request.endpoint not in PUBLIC_ENDPOINTS:
+        if request.endpoint not in public:
             authenticate()
             check_rate_limit()
 

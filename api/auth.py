@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import secrets
 
@@ -48,12 +50,12 @@ def authenticate() -> None:
         raise ApiError(
             401,
             "this farm needs an API key: send 'Authorization: Bearer <key>' "
-            "(create one with `sdfarm keys create NAME`)",
-            headers={"WWW-Authenticate": 'Bearer realm="sdfarm"'},
+            "(create one with `sdfarm keys create NAME`), or HTTP Basic with the key as the password",
+            headers=_challenge(),
         )
     key = find_key(secret)
     if key is None:
-        raise ApiError(401, "unknown or revoked API key", headers={"WWW-Authenticate": 'Bearer realm="sdfarm"'})
+        raise ApiError(401, "unknown or revoked API key", headers=_challenge())
     g.api_key = key
 
 
@@ -69,7 +71,26 @@ def _presented_secret() -> str | None:
     scheme, _, secret = header.partition(" ")
     if scheme.lower() == "bearer" and secret.strip():
         return secret.strip()
+    if scheme.lower() == "basic" and secret.strip():
+        # As AUTOMATIC1111's --api-auth: HTTP Basic, the key as the password (the user name is not checked).
+        return _basic_password(secret.strip())
     return request.cookies.get(KEY_COOKIE) or None
+
+
+def _basic_password(encoded: str) -> str | None:
+    try:
+        decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    _user, separator, password = decoded.partition(":")
+    return password.strip() or None if separator else None
+
+
+def _challenge() -> dict[str, str]:
+    """WWW-Authenticate: Basic for the A1111 API (its clients send a user and password), Bearer elsewhere."""
+    if request.path.startswith("/sdapi/"):
+        return {"WWW-Authenticate": 'Basic realm="sdfarm", charset="UTF-8"'}
+    return {"WWW-Authenticate": 'Bearer realm="sdfarm"'}
 
 
 def _is_gallery_read() -> bool:

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from api.auth import owner_id, owner_scope
 from api.errors import ApiError
 from api.farm import db, farm
+from api.idempotency import submit_once
 from api.init_images import multipart_job
 from api.pagination import next_cursor, page_args
 from api.presenters import job_out, online_workers_by_model
@@ -15,6 +16,7 @@ from api.request_body import parse_body
 from api.schemas import JobPage
 from api.submission import submit_job
 from models import lifecycle
+from models.eta import estimate
 from models.image import Image
 from models.job import Job
 from models.progress import job_progress
@@ -53,7 +55,10 @@ def render_job(job: Job, with_images: bool = True) -> dict:
         )
         truncated = len(images) > MAX_IMAGES_INLINE
         images = images[:MAX_IMAGES_INLINE]
-    return job_out(job, progress, serving, images, truncated).model_dump(mode="json", exclude_none=False)
+    body = job_out(job, progress, serving, images, truncated)
+    guess = estimate(session, job, progress, farm().settings.worker_offline_seconds)
+    body.queue_position, body.eta_seconds = guess.queue_position, guess.eta_seconds
+    return body.model_dump(mode="json", exclude_none=False)
 
 
 def create_job() -> tuple[Response, int, dict]:
@@ -67,9 +72,14 @@ def create_job() -> tuple[Response, int, dict]:
         spec, uploads = multipart_job(spec_context())
     else:
         spec = parse_body(JobSpec, spec_context())
-    job = submit_job(farm(), db(), spec, owner_id(), uploads)
+    job, replayed = submit_once(
+        "/api/v1/jobs", lambda idempotency: submit_job(farm(), db(), spec, owner_id(), uploads, idempotency)
+    )
     body = render_job(job, with_images=False)
-    return jsonify(body), 202, {"Location": f"/api/v1/jobs/{job.id}"}
+    headers = {"Location": f"/api/v1/jobs/{job.id}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return jsonify(body), 200 if replayed else 202, headers
 
 
 def get_job(job_id: int) -> Response:

@@ -1,18 +1,56 @@
-"""`POST /api/v1/png-info`: the generation parameters embedded in a picture, ours or another tool's."""
+"""`POST /api/v1/png-info`: the generation parameters embedded in a picture, ours or another tool's.
+
+AUTOMATIC1111's infotext (which sdfarm writes too) is parsed by models/infotext.py; the metadata of
+other tools (InvokeAI, ComfyUI, NovelAI, Fooocus) by the `sd-parsers` package, and turned into the
+same fields and an equivalent infotext.
+"""
 
 from __future__ import annotations
 
 import io
+import logging
+from dataclasses import dataclass, field
+from typing import Any
 
 from flask import Response, jsonify, request
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
+from sd_parsers import ParserManager
 
 from api.errors import ApiError
 from api.init_images import MAX_INIT_BYTES, decode_base64
 from api.request_body import parse_body
 from api.schemas import PngInfoIn, PngInfoOut
-from models.infotext import parse_infotext
+from models.infotext import format_infotext, parse_infotext
+
+log = logging.getLogger(__name__)
+_parsers = ParserManager()
+
+
+@dataclass
+class PictureMetadata:
+    """What a picture says about how it was made."""
+
+    infotext: str | None = None
+    generator: str | None = None
+    parameters: dict[str, Any] | None = None
+    items: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def a1111_parameters(self) -> dict[str, Any]:
+        """The fields as A1111's png-info names them ('Prompt', 'Steps', 'Size-1', ...)."""
+        if not self.parameters:
+            return {}
+        fields: dict[str, Any] = {
+            "Prompt": self.parameters["prompt"],
+            "Negative prompt": self.parameters["negative_prompt"],
+        }
+        for key, value in self.parameters["params"].items():
+            if key == "Size" and "x" in str(value):
+                fields["Size-1"], fields["Size-2"] = str(value).split("x", 1)
+            else:
+                fields[key] = value
+        return fields
 
 
 def read_upload() -> bytes:
@@ -29,18 +67,52 @@ def read_upload() -> bytes:
     return raw
 
 
-def embedded_infotext(raw: bytes) -> str | None:
-    """The `parameters` text chunk (PNG; WebP and JPEG from some tools carry it too), or None."""
+def read_metadata(raw: bytes, field: str = "file") -> PictureMetadata:
+    """Everything the picture carries: A1111 infotext first, else another tool's metadata via sd-parsers."""
     try:
         picture = PILImage.open(io.BytesIO(raw))
     except (UnidentifiedImageError, OSError, ValueError):
-        raise ApiError(422, "not a picture", [{"field": "file", "reason": "not a readable image"}]) from None
+        raise ApiError(422, "not a picture", [{"field": field, "reason": "not a readable image"}]) from None
+    items = {k: v for k, v in picture.info.items() if isinstance(k, str) and isinstance(v, str) and k != "parameters"}
     text = picture.info.get("parameters")
-    return text if isinstance(text, str) and text.strip() else None
+    if isinstance(text, str) and text.strip():
+        return PictureMetadata(text, "AUTOMATIC1111", parse_infotext(text), items)
+    try:
+        found = _parsers.parse(picture)
+    except Exception as error:  # a malformed chunk from another tool is "no parameters", not a 500
+        log.info("sd-parsers could not read the picture: %s", error)
+        found = None
+    if found is None or not found.samplers:
+        return PictureMetadata(items=items)
+    infotext = _infotext_from(found)
+    parsed = parse_infotext(infotext)
+    return PictureMetadata(infotext, str(found.generator.value), parsed, items)
+
+
+def _infotext_from(found) -> str:
+    """An A1111-style infotext for another tool's parameters, so every client reads one format."""
+    sampler = found.samplers[0]
+    values = {**found.metadata, **sampler.parameters}
+    width, height = values.get("width"), values.get("height")
+    if width is None and "EmptyLatentImage" in found.metadata:
+        latent = found.metadata["EmptyLatentImage"][0]
+        width, height = latent.get("width"), latent.get("height")
+    params = {
+        "Steps": values.get("steps"),
+        "Sampler": sampler.name,
+        "CFG scale": values.get("cfg_scale"),
+        "Seed": values.get("seed"),
+        "Size": f"{width}x{height}" if width and height else None,
+        "Model hash": sampler.model.hash if sampler.model else None,
+        "Model": sampler.model.name if sampler.model else None,
+        "Denoising strength": values.get("denoise") if values.get("denoise") not in (None, 1, 1.0) else None,
+        "Generator": str(found.generator.value),
+    }
+    return format_infotext(found.full_prompt, found.full_negative_prompt, params)
 
 
 def png_info() -> Response:
-    """POST /api/v1/png-info: the raw infotext and its parsed parameters (null when there is none)."""
-    infotext = embedded_infotext(read_upload())
-    parsed = parse_infotext(infotext) if infotext is not None else None
-    return jsonify(PngInfoOut(infotext=infotext, parameters=parsed).model_dump(mode="json"))
+    """POST /api/v1/png-info: the infotext, the tool that made the picture, and the parsed parameters."""
+    metadata = read_metadata(read_upload())
+    body = PngInfoOut(infotext=metadata.infotext, parameters=metadata.parameters, generator=metadata.generator)
+    return jsonify(body.model_dump(mode="json"))

@@ -83,6 +83,12 @@ class JobOut(BaseModel):
     canceled: int
     progress: float = Field(ge=0, le=1)
     waiting_for_worker: bool = Field(description="No live worker serves this job's model.")
+    queue_position: int | None = Field(
+        default=None, description="Images of other jobs queued ahead of this job's first waiting image."
+    )
+    eta_seconds: float | None = Field(
+        default=None, description="Seconds until the job should be done, from its model's live throughput."
+    )
     spec: dict[str, Any]
     images: list[ImageOut] | None = None
     images_truncated: bool = False
@@ -175,8 +181,13 @@ class PngInfoIn(BaseModel):
 class PngInfoOut(BaseModel):
     """The infotext embedded in a picture and its parsed fields (prompt, negative_prompt, params, steps...)."""
 
-    infotext: str | None = Field(description="The raw `parameters` text; null when the picture carries none.")
+    infotext: str | None = Field(
+        description="The `parameters` text; for other tools' pictures, their fields in the same form. Null: none."
+    )
     parameters: dict[str, Any] | None
+    generator: str | None = Field(
+        default=None, description="AUTOMATIC1111 (also sdfarm), InvokeAI, ComfyUI, NovelAI, Fooocus; null: unknown."
+    )
 
 
 class Health(BaseModel):
@@ -185,3 +196,78 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: str
     broker: str
+
+
+# Operations that also take `multipart/form-data`: the parts and what each holds.
+JOB_MULTIPART: dict[str, Any] = {
+    "type": "object",
+    "required": ["job"],
+    "properties": {
+        "job": {"type": "string", "description": "The job as JSON (the application/json body)."},
+        "init_image": {"type": "string", "format": "binary", "description": "PNG, JPEG or WebP init image."},
+        "mask_image": {
+            "type": "string",
+            "format": "binary",
+            "description": "Inpainting mask of the init image's size: white is repainted, black kept.",
+        },
+    },
+}
+PNG_INFO_MULTIPART: dict[str, Any] = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {"file": {"type": "string", "format": "binary", "description": "The PNG."}},
+}
+
+
+class WebhookAttemptOut(BaseModel):
+    """One try at sending a webhook."""
+
+    number: int
+    started_at: datetime
+    duration_seconds: float
+    address: str | None = Field(description="The IP address the connection was pinned to.")
+    status_code: int | None
+    outcome: Literal["delivered", "http_error", "network_error", "refused"]
+    error: str | None
+
+
+class WebhookDeliveryOut(BaseModel):
+    """One event for one URL, with every attempt so far."""
+
+    id: int
+    message_id: str = Field(description="The `webhook-id` header: the same on every attempt, for deduplication.")
+    event: str
+    image_id: int | None
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime | None
+    finished_at: datetime | None
+    last_error: str | None
+    payload: dict[str, Any]
+    attempt_log: list[WebhookAttemptOut]
+
+
+class WebhookDeliveryList(BaseModel):
+    """A job's webhook deliveries, oldest first."""
+
+    deliveries: list[WebhookDeliveryOut]
+
+
+class WebhookSettingsIn(BaseModel):
+    """The caller's default webhook URL (for jobs without `webhook_url`), and whether to make it a new secret."""
+
+    model_config = {"extra": "forbid"}
+
+    url: str | None = Field(default=None, max_length=2000)
+    new_secret: bool = Field(default=False, description="Make a new signing secret for this key (shown once).")
+
+
+class WebhookSettingsOut(BaseModel):
+    """Where the caller's webhooks go and which secret signs them."""
+
+    url: str | None
+    own_secret: bool = Field(description="This key has its own secret; else the farm-wide one signs.")
+    farm_secret: bool = Field(description="The farm has SDFARM_WEBHOOK_SECRET.")
+    secret: str | None = Field(default=None, description="The new secret, only in the answer that made it.")

@@ -9,6 +9,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
@@ -18,6 +19,7 @@ from api.rate_limits import check_queued_cap
 from models import lifecycle
 from models.base import utcnow
 from models.catalog import UnknownModelError, list_loras, lora_path, short_hash
+from models.idempotency import new_record
 from models.job import Job
 from models.samplers import find_sampler
 from models.spec import MAX_SEED, JobSpec
@@ -46,10 +48,27 @@ def resolve_loras(lora_dir: Path, spec: JobSpec) -> list[dict[str, Any]]:
     return resolved
 
 
+class IdempotencyRace(Exception):
+    """Another request with the same Idempotency-Key stored its job first; nothing of this one was kept."""
+
+
 def submit_job(
-    farm: Farm, session: Session, spec: JobSpec, owner_key_id: int | None, uploads: Uploads | None = None
+    farm: Farm,
+    session: Session,
+    spec: JobSpec,
+    owner_key_id: int | None,
+    uploads: Uploads | None = None,
+    idempotency: tuple[str, str] | None = None,
 ) -> Job:
-    """Store the job and one row per image, commit, then publish; the job is never half-stored."""
+    """Store the job and one row per image, commit, then publish; the job is never half-stored.
+
+    `idempotency` is (Idempotency-Key, request fingerprint): recorded in the job's own transaction,
+    so of two racing requests with one key only the first commits (IdempotencyRace for the other).
+    """
+    if spec.webhook_url is not None:
+        from api.webhooks import check_webhook_url
+
+        check_webhook_url(spec.webhook_url, "webhook_url", owner_key_id)
     try:
         model = farm.catalog.get(spec.model)
     except UnknownModelError:
@@ -63,8 +82,11 @@ def submit_job(
     if model.inpainting and (init is None or not init.has_mask):
         reason = f"model {model.name!r} is an inpainting model; send init_image (or init_image_id) and mask_image"
         raise ApiError(422, "invalid job", [{"field": "mask_image", "reason": reason}])
+    stored: list[str] = []  # files this request wrote, removed again if its job is not kept
     if init is not None:
+        existing = {init.init_key, init.mask_key}
         init.store(farm)  # every check has passed
+        stored = [key for key in (init.init_key, init.mask_key) if key and key not in existing]
     defaults = model.defaults
     width = spec.width or (init.width if init else defaults.width)
     height = spec.height or (init.height if init else defaults.height)
@@ -120,7 +142,17 @@ def submit_job(
                 }
             )
     lifecycle.enqueue(session, rows=rows)
-    session.commit()
+    if idempotency is not None:
+        session.add(new_record(owner_key_id, idempotency[0], idempotency[1], job.id))
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        if idempotency is None:
+            raise
+        for key in stored:
+            farm.store.delete(key)
+        raise IdempotencyRace() from None
     try:
         lifecycle.publish_work(farm.queue, model=model.name, images=len(rows), max_batch=farm.settings.max_batch)
     except Exception as error:  # the job is safe in the database; the reaper publishes it later

@@ -2,8 +2,22 @@
 
 from models.api_key import ApiKey
 from models.base import Base
+from models.idempotency import IdempotencyKey
 from models.image import Image, ImageStatus
 from models.job import Job
+from models.key_options import KeyOptions
+from models.webhook import WebhookAttempt, WebhookDelivery
 from models.worker_record import WorkerRecord
 
-__all__ = ["ApiKey", "Base", "Image", "ImageStatus", "Job", "WorkerRecord"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "IdempotencyKey",
+    "Image",
+    "ImageStatus",
+    "Job",
+    "KeyOptions",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WorkerRecord",
+]

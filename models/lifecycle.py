@@ -41,6 +41,7 @@ from models.base import utcnow
 from models.image import Image, ImageStatus
 from models.job import Job
 from models.queue import RenderQueue
+from models.webhook import record_events
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +232,8 @@ def succeed(sessions: sessionmaker[Session], *, token: str, results: Mapping[int
             ).rowcount
             if changed == 1:
                 recorded.add(image_id)
+        # The job's end (and each image's, where asked) goes out in this same transaction.
+        record_events(session, image_ids=recorded)
         session.commit()
         missing = [image_id for image_id in results if image_id not in recorded]
         if missing:
@@ -252,6 +255,7 @@ def fail(sessions: sessionmaker[Session], *, token: str, image_ids: list[int], e
             .values(status=ImageStatus.FAILED, error=error[:2000], finished_at=utcnow(), progress=0.0)
             .execution_options(synchronize_session=False)
         ).rowcount
+        record_events(session, image_ids=image_ids)
         session.commit()
         return changed
 
@@ -267,6 +271,7 @@ def release(
             .values(_back_to_queue(error[:2000], utcnow(), max_attempts))
             .execution_options(synchronize_session=False)
         ).rowcount
+        record_events(session, image_ids=image_ids)  # at the attempt cap the job may have ended
         session.commit()
         return changed
 
@@ -287,12 +292,13 @@ def release_worker(sessions: sessionmaker[Session], *, worker: str) -> dict[str,
                     Image.attempts: Image.attempts - 1,
                 }
             )
-            .returning(Image.model, Image.status)
+            .returning(Image.model, Image.status, Image.job_id)
             .execution_options(synchronize_session=False)
         ).all()
+        record_events(session, job_ids=[row.job_id for row in released if row.status != ImageStatus.QUEUED])
         session.commit()
     counts: dict[str, int] = {}
-    for model, status in released:
+    for model, status, _job_id in released:
         if status == ImageStatus.QUEUED:
             counts[model] = counts.get(model, 0) + 1
     return counts
@@ -321,9 +327,10 @@ def reap(sessions: sessionmaker[Session], *, max_attempts: int, now: datetime | 
                 or_(Image.lease_expires_at < now, Image.lease_expires_at.is_(None)),
             )
             .values(values)
-            .returning(Image.job_id, Image.index, Image.lease_token, Image.status)
+            .returning(Image.id, Image.job_id, Image.index, Image.lease_token, Image.status)
             .execution_options(synchronize_session=False)
         ).all()
+        record_events(session, image_ids=[row.id for row in rows if row.status != ImageStatus.QUEUED])
         session.commit()
     # A reaped row keeps its last lease token: it names the attempt whose files must be removed.
     failed = sum(1 for row in rows if row.status == ImageStatus.FAILED)
@@ -349,6 +356,7 @@ def cancel(sessions: sessionmaker[Session], *, job_id: int) -> int:
             .values(status=ImageStatus.CANCELED, finished_at=now, lease_expires_at=None, progress=0.0)
             .execution_options(synchronize_session=False)
         ).rowcount
+        record_events(session, job_ids=[job_id])
         session.commit()
         return changed
 

@@ -43,6 +43,26 @@ class Settings(BaseSettings):
     )
     rate_limit_per_minute: int = Field(default=600, ge=0, description="Requests per minute per API key; 0: no limit.")
     max_queued_per_key: int = Field(default=100_000, ge=1, description="Images one key may have waiting at once.")
+    a1111_api: bool = Field(default=True, description="Serve the AUTOMATIC1111-compatible API under /sdapi/v1/.")
+    a1111_timeout_seconds: float = Field(
+        default=600.0, gt=0, description="How long an A1111 txt2img/img2img request waits for its job."
+    )
+    webhook_secret: str | None = Field(
+        default=None, description="Farm-wide Standard Webhooks secret (whsec_...), for keys without their own."
+    )
+    webhook_allow_private: bool = Field(
+        default=False, description="Let webhooks reach loopback and private addresses (closed networks only)."
+    )
+    webhook_max_attempts: int = Field(default=10, ge=1, le=50, description="Attempts per webhook delivery.")
+    webhook_retry_base_seconds: float = Field(
+        default=5.0, gt=0, description="First retry delay; each next one is 3x longer, up to 8 hours."
+    )
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60, description="Connect and read timeout.")
+    metrics_token: str | None = Field(
+        default=None, description="If set, /metrics answers only `Authorization: Bearer <token>`; else it is open."
+    )
+    log_format: str = Field(default="plain", description="plain or json (one JSON object per line).")
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -59,6 +79,22 @@ class Settings(BaseSettings):
         if value not in {"blur", "hide", "show"}:
             raise ValueError("SDFARM_NSFW_DISPLAY must be blur, hide or show")
         return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_log_format(cls, value: str) -> str:
+        if value not in {"plain", "json"}:
+            raise ValueError("SDFARM_LOG_FORMAT must be plain or json")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret_form(cls, value: str | None) -> str | None:
+        if value is not None and value != "":
+            from models.webhook_secret import check_secret
+
+            check_secret(value, "SDFARM_WEBHOOK_SECRET")
+        return value or None
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -5,7 +5,7 @@ Used by the JSON API and by the gallery's form, so both report the same errors.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
@@ -67,6 +67,14 @@ class JobSpec(BaseModel):
     mask_image: str | None = Field(
         default=None,
         description="Inpainting mask, base64 or a data URL, the init image's size: white is repainted, black kept.",
+    )
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="Told when the job ends (job.succeeded, job.failed, job.canceled), signed per Standard Webhooks.",
+    )
+    webhook_events: list[Literal["image.finished"]] = Field(
+        default_factory=list, max_length=1, description="Extra events: 'image.finished' for each image."
     )
 
     @field_validator("width", "height")

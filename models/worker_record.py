@@ -27,5 +27,8 @@ class WorkerRecord(Base):
     images_done: Mapped[int] = mapped_column(Integer, default=0)
     images_per_second: Mapped[float] = mapped_column(Float, default=0.0)
     model_loads: Mapped[int] = mapped_column(Integer, default=0)
+    # From NVML at each heartbeat, where the driver and nvidia-ml-py are present; else None.
+    gpu_memory_used_mb: Mapped[int | None] = mapped_column(Integer)
+    gpu_utilization: Mapped[float | None] = mapped_column(Float)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -29,7 +28,10 @@ def _settings(**overrides) -> Settings:
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from models.logging_config import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -356,6 +358,19 @@ def keys_revoke(name) -> None:
     if not changed:
         raise click.ClickException(f"no key called {name!r}")
     click.echo(f"revoked {name}")
+
+
+@main.group()
+def webhooks() -> None:
+    """Signed webhooks (see the README)."""
+
+
+@webhooks.command("secret")
+def webhooks_secret() -> None:
+    """Print a new Standard Webhooks secret (whsec_...) for SDFARM_WEBHOOK_SECRET."""
+    from models.webhook_secret import new_secret
+
+    click.echo(new_secret())
 
 
 def _sessions():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gunicorn.app.base import BaseApplication
 
+from models.logging_config import gunicorn_logconfig
 from models.settings import Settings
 
 
@@ -33,7 +34,9 @@ def serve(settings: Settings, processes: int = 2, threads: int = 8) -> None:
         "timeout": 60,
         "accesslog": "-",
         "errorlog": "-",
-        "loglevel": "info",
+        "loglevel": settings.log_level.lower(),
+        # gunicorn's own lines (start-up, workers, access log) in the farm's format, plain or JSON.
+        "logconfig_dict": gunicorn_logconfig(settings.log_format, settings.log_level),
         # The app is built in each worker process after the fork: no shared sockets.
         "preload_app": False,
     }

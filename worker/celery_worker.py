@@ -10,8 +10,10 @@ import argparse
 import logging
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.apps import worker as celery_worker_app
+from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 
+from models.logging_config import configure_logging, say_json, set_process_fields
 from models.queue import RENDER_TASK, make_celery, queue_name
 from models.settings import Settings
 from worker.context import WorkerContext
@@ -59,10 +61,24 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = Settings()
     max_batch = args.max_batch or settings.max_batch
-    logging.basicConfig(level=args.loglevel, format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+    configure_logging(settings.log_format, args.loglevel)
+    set_process_fields(worker=args.name, model=args.model)
+
+    @setup_logging.connect(weak=False)
+    def _keep_farm_logging(**_kwargs) -> None:
+        # A receiver here stops Celery from installing its own handlers: its lines use the farm's format.
+        configure_logging(settings.log_format, args.loglevel)
+
     app = create_worker_app(settings, args.name, args.model, max_batch)
+    quiet = []
+    if settings.log_format == "json":
+        # Celery prints its banner and its shutdown notices itself, outside logging: no banner, and the
+        # notices as JSON lines (written lock-free, as they come from signal handlers).
+        quiet = ["--quiet"]
+        celery_worker_app.safe_say = say_json
     app.worker_main(
         [
+            *quiet,
             "worker",
             "--pool=prefork",
             "--concurrency=1",

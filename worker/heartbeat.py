@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
 from models.worker_record import WorkerRecord
+from worker.gpu_usage import GpuUsage
 from worker.stats import WorkerStats
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class Heartbeat:
         self.stats = stats
         self.interval = interval
         self.device_info = device_info or {"device": "cpu"}
+        self.gpu = GpuUsage(self.device_info.get("device", "cpu"))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
@@ -70,6 +72,7 @@ class Heartbeat:
             images_per_second=snapshot["images_per_second"],
             model_loads=snapshot["model_loads"],
             last_seen=utcnow(),
+            **self.gpu.read(),
         )
         try:
             with self.sessions() as session:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from PIL import Image as PILImage
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_chain, wait_fixed
 
 from models import lifecycle
 from models.image import Image
@@ -24,6 +24,7 @@ from worker.encoding import encode_png, encode_thumbnail, infotext_for
 
 log = logging.getLogger(__name__)
 
+# Seconds before each retry of a batch's database write (tenacity runs the loop).
 DB_RETRY_DELAYS = (0.5, 1, 2, 4, 8)
 WRITER_THREADS = 4
 
@@ -91,18 +92,31 @@ class ResultStore:
         )
 
     def _record(self, token: str, written: list[tuple[int, dict]]) -> set[int]:
-        """Mark rows succeeded if this worker still holds them; retries the transaction on database errors."""
+        """Mark rows succeeded if this worker still holds them; retries the transaction on database errors.
+
+        A retry is safe: `succeed` is conditional on the lease and counts writes a lost reply already made.
+        """
         results = dict(written)
-        for attempt, delay in enumerate((*DB_RETRY_DELAYS, None)):
-            try:
-                recorded = lifecycle.succeed(self.sessions, token=token, results=results)
-                lost = len(results) - len(recorded)
-                if lost:
-                    log.warning("%d images of batch %s are no longer held by this worker; discarding", lost, token[:8])
-                return recorded
-            except OperationalError:
-                if delay is None:
-                    raise
-                log.warning("database error saving batch %s (try %d); retrying in %ss", token[:8], attempt + 1, delay)
-                time.sleep(delay)
-        return set()
+
+        def announce(state: RetryCallState) -> None:
+            wait = state.next_action.sleep if state.next_action else 0
+            log.warning(
+                "database error saving batch %s (try %d): %s; retrying in %ss",
+                token[:8],
+                state.attempt_number,
+                state.outcome.exception(),
+                wait,
+            )
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(OperationalError),
+            wait=wait_chain(*(wait_fixed(delay) for delay in DB_RETRY_DELAYS)),
+            stop=stop_after_attempt(len(DB_RETRY_DELAYS) + 1),
+            before_sleep=announce,
+            reraise=True,
+        )
+        recorded = retrying(lifecycle.succeed, self.sessions, token=token, results=results)
+        lost = len(results) - len(recorded)
+        if lost:
+            log.warning("%d images of batch %s are no longer held by this worker; discarding", lost, token[:8])
+        return recorded

@@ -13,9 +13,11 @@ from PIL import Image as PILImage
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import lifecycle
+from models.farm_metrics import record_batch
 from models.image import Image
 from models.image_store import ImageStore
 from models.lifecycle import Claim
+from models.logging_config import bind_work, unbind_work
 from models.queue import RenderQueue
 from worker.lease import LeaseKeeper
 from worker.results import Rendered, ResultStore
@@ -79,6 +81,7 @@ class RenderService:
         lifecycle.continue_work(self.sessions, self.queue, model=model)
         if claim is None:
             return 0
+        logged = bind_work(**batch_fields(claim))
         if claim.items[0].run_alone:
             # A suspect (its last batch died with its worker) runs only after every earlier
             # image is saved, so if it kills this process too it takes nothing else with it.
@@ -111,6 +114,7 @@ class RenderService:
             if not handed_over:
                 lease.stop()
             self.stats.idle()
+            unbind_work(logged)
 
     def flush(self) -> None:
         """Wait until every image rendered so far is saved."""
@@ -125,7 +129,10 @@ class RenderService:
         request = self._request_for(claim.items)
         started = time.perf_counter()
         outcomes = self._render_splitting(claim.items, request, lease)
-        per_image = (time.perf_counter() - started) / len(claim.items)
+        elapsed = time.perf_counter() - started
+        per_image = elapsed / len(claim.items)
+        record_batch(self.queue.redis, claim.items[0].model, elapsed, len(claim.items))
+        log.info("rendered %d images in %.2fs", len(claim.items), elapsed)
         rendered: list[Rendered] = []
         for item, picture_or_error in outcomes:
             if isinstance(picture_or_error, PermanentItemError):
@@ -193,13 +200,22 @@ class RenderService:
         return PILImage.open(io.BytesIO(self.store.read(key))).convert(mode)
 
     def _save(self, claim: Claim, rendered: list[Rendered], lease: LeaseKeeper) -> None:
+        logged = bind_work(**batch_fields(claim))  # this runs in the saver thread
         try:
-            self.stats.finished(self.results.save_batch(claim.token, rendered))
+            stored = self.results.save_batch(claim.token, rendered)
+            self.stats.finished(stored)
+            log.info("stored %d of %d images", stored, len(rendered))
         except Exception:
             log.exception("could not save batch %s; its lease will expire and it will run again", claim.token[:8])
         finally:
             lease.stop()
             self._save_slots.release()
+            unbind_work(logged)
+
+
+def batch_fields(claim: Claim) -> dict:
+    """What the log lines about a batch name: its job, its id (the lease token's head) and its images."""
+    return {"job_id": claim.items[0].job_id, "batch": claim.token[:8], "image_ids": [item.id for item in claim.items]}
 
 
 def _describe(error: BaseException) -> str:

@@ -22,10 +22,12 @@ from models.image_store import LocalImageStore
 from models.queue import RenderQueue, make_celery
 from models.settings import Settings
 from worker.reaper import Reaper, ReaperThread
+from worker.webhooks import WebhookDispatcher
 
 log = logging.getLogger("sdfarm.supervisor")
 
 RESTART_WINDOW = 60.0
+WEBHOOK_POLL_SECONDS = 1.0
 MAX_QUICK_RESTARTS = 5
 
 
@@ -105,6 +107,7 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         reaper_thread = self._start_reaper() if self.run_reaper else None
+        webhook_thread = self._start_webhooks() if self.run_reaper else None
         for worker in self.workers:
             self._start(worker)
         status = 0
@@ -137,6 +140,8 @@ class Supervisor:
                     worker.process.kill()
         if reaper_thread:
             reaper_thread.stop()
+        if webhook_thread:
+            webhook_thread.stop()
         return status
 
     def _start_reaper(self) -> ReaperThread:
@@ -145,5 +150,12 @@ class Supervisor:
         store = LocalImageStore(self.settings.resolved_object_dir)
         reaper = Reaper(make_session_factory(engine), queue, store, self.settings.max_attempts, self.settings.max_batch)
         thread = ReaperThread(reaper, interval=max(1.0, self.settings.lease_seconds / 3))
+        thread.start()
+        return thread
+
+    def _start_webhooks(self) -> ReaperThread:
+        """Webhook deliveries from the outbox, beside the reaper: never inside an API request."""
+        sessions = make_session_factory(make_engine(self.settings.resolved_database_url))
+        thread = ReaperThread(WebhookDispatcher(sessions, self.settings), interval=WEBHOOK_POLL_SECONDS)
         thread.start()
         return thread

@@ -23,6 +23,7 @@ from models.idempotency import new_record
 from models.job import Job
 from models.samplers import find_sampler
 from models.spec import MAX_SEED, JobSpec
+from models.webhook import IMAGE_FINISHED, default_webhook_url
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ def submit_job(
         spec=spec.model_dump(mode="json", exclude_none=True, exclude={"init_image", "mask_image"}),
         init_image_key=init.init_key if init else None,
         mask_image_key=init.mask_key if init else None,
+        webhook_url=spec.webhook_url or default_webhook_url(session, owner_key_id),
+        webhook_image_events=IMAGE_FINISHED in spec.webhook_events,
     )
     session.add(job)
     session.flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, RowId, UTCDateTime, utcnow
@@ -30,5 +30,9 @@ class Job(Base):
     canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     init_image_key: Mapped[str | None] = mapped_column(Text)
     mask_image_key: Mapped[str | None] = mapped_column(Text)  # inpainting: white is repainted
+    # Where this job's webhook events go (its own URL, else its key's default when it was submitted);
+    # kept apart from `spec` so finishing a batch never reads a big job's whole request.
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    webhook_image_events: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     images: Mapped[list[Image]] = relationship(back_populates="job", order_by="Image.index")

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, load_only, mapped_column
 
 from models.base import Base, RowId, UTCDateTime, utcnow
 from models.image import FINAL_STATUSES, Image, ImageStatus
@@ -91,12 +91,9 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) ->
     session.execute(insert(WebhookDelivery).values(rows).on_conflict_do_nothing())
 
 
-def webhook_target(session: Session, job: Job) -> str | None:
-    """Where a job's events go: its own `webhook_url`, else its key's default, else nowhere."""
-    url = (job.spec or {}).get("webhook_url")
-    if url:
-        return url
-    options = read_options(session, job.owner_key_id)
+def default_webhook_url(session: Session, owner_key_id: int | None) -> str | None:
+    """The key's default webhook URL, which a job without its own `webhook_url` takes at submit."""
+    options = read_options(session, owner_key_id)
     return options.webhook_url if options is not None else None
 
 
@@ -127,12 +124,12 @@ def record_job_events(session: Session, job_ids: Iterable[int]) -> int:
     ids = sorted(set(job_ids))
     if not ids:
         return 0
-    # Most jobs have no webhook: find those that do before locking anything.
-    targets = {job.id: webhook_target(session, job) for job in session.scalars(select(Job).where(Job.id.in_(ids)))}
-    ids = sorted(job_id for job_id, url in targets.items() if url)
-    if not ids:
-        return 0
-    query = select(Job).where(Job.id.in_(ids)).order_by(Job.id)
+    query = (
+        select(Job)
+        .options(load_only(Job.id, Job.model, Job.total, Job.owner_key_id, Job.canceled_at, Job.webhook_url))
+        .where(Job.id.in_(ids), Job.webhook_url.is_not(None))
+        .order_by(Job.id)
+    )
     if session.bind.dialect.name == "postgresql":
         query = query.with_for_update()
     jobs = list(session.scalars(query))
@@ -142,16 +139,14 @@ def record_job_events(session: Session, job_ids: Iterable[int]) -> int:
         counts = progress[job.id]
         if counts.queued or counts.running:
             continue
-        url = targets[job.id]
         status = counts.status(job.canceled_at is not None)
-        event = job_event(status)
         numbers = {
             "total": counts.total,
             "succeeded": counts.succeeded,
             "failed": counts.failed,
             "canceled": counts.canceled,
         }
-        rows.append(_row(job, event, 0, url, job_payload(job, status, numbers)))
+        rows.append(_row(job, job_event(status), 0, job.webhook_url, job_payload(job, status, numbers)))
     _insert_ignoring_duplicates(session, rows)
     return len(rows)
 
@@ -163,14 +158,17 @@ def record_image_events(session: Session, image_ids: Iterable[int]) -> int:
         return 0
     rows = []
     images = session.execute(
-        select(Image, Job).join(Job, Image.job_id == Job.id).where(Image.id.in_(ids), Image.status.in_(FINAL_STATUSES))
+        select(Image, Job)
+        .join(Job, Image.job_id == Job.id)
+        .options(load_only(Job.id, Job.owner_key_id, Job.webhook_url))
+        .where(
+            Image.id.in_(ids),
+            Image.status.in_(FINAL_STATUSES),
+            Job.webhook_url.is_not(None),
+            Job.webhook_image_events.is_(True),
+        )
     ).all()
     for image, job in images:
-        if IMAGE_FINISHED not in (job.spec or {}).get("webhook_events", []):
-            continue
-        url = webhook_target(session, job)
-        if not url:
-            continue
         data = {
             "job_id": job.id,
             "image_id": image.id,
@@ -180,7 +178,7 @@ def record_image_events(session: Session, image_ids: Iterable[int]) -> int:
             "error": image.error,
             "url": f"/api/v1/images/{image.id}/file" if image.status == ImageStatus.SUCCEEDED else None,
         }
-        rows.append(_row(job, IMAGE_FINISHED, image.id, url, data))
+        rows.append(_row(job, IMAGE_FINISHED, image.id, job.webhook_url, data))
     _insert_ignoring_duplicates(session, rows)
     return len(rows)
 
@@ -207,8 +205,17 @@ def record_events(session: Session, *, image_ids: Iterable[int] = (), job_ids: I
     image_ids = list(image_ids)
     jobs = set(job_ids)
     if image_ids:
-        jobs |= set(session.scalars(select(Image.job_id).where(Image.id.in_(image_ids)).distinct()))
-        record_image_events(session, image_ids)
+        # One narrow query answers "does any of these images' jobs have a webhook?": most have none.
+        jobs |= set(
+            session.scalars(
+                select(Image.job_id)
+                .join(Job, Image.job_id == Job.id)
+                .where(Image.id.in_(image_ids), Job.webhook_url.is_not(None))
+                .distinct()
+            )
+        )
+        if jobs:
+            record_image_events(session, image_ids)
     record_job_events(session, jobs)
 
 

@@ -96,10 +96,17 @@ def upgrade() -> None:
     op.create_index(op.f("ix_webhook_attempts_delivery_id"), "webhook_attempts", ["delivery_id"])
     # Nullable columns: SQLite adds them in place, no table rebuild.
     op.add_column("workers", sa.Column("gpu_memory_used_mb", sa.Integer(), nullable=True))
+    op.add_column("jobs", sa.Column("webhook_url", sa.Text(), nullable=True))
+    op.add_column(
+        "jobs", sa.Column("webhook_image_events", sa.Boolean(), server_default=sa.false(), nullable=False)
+    )
     op.add_column("workers", sa.Column("gpu_utilization", sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("webhook_image_events")
+        batch.drop_column("webhook_url")
     with op.batch_alter_table("workers") as batch:
         batch.drop_column("gpu_utilization")
         batch.drop_column("gpu_memory_used_mb")

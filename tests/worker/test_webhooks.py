@@ -88,7 +88,7 @@ def outbox(settings):
     def finished_job(url: str, status: str = "succeeded") -> int:
         with sessions() as session:
             job = add_job(session, 2, status=status)
-            job.spec = {**job.spec, "webhook_url": url}
+            job.webhook_url = url
             session.commit()
             assert record_job_events(session, [job.id]) == 1
             assert record_job_events(session, [job.id]) == 1  # a second writer is ignored by the unique key

@@ -78,6 +78,8 @@ def build_document(settings) -> dict[str, Any]:
                 }
                 if route.multipart is not None:
                     operation["requestBody"]["content"]["multipart/form-data"] = {"schema": route.multipart}
+            for status, description in route.also:
+                operation["responses"][str(status)] = {"description": description, "content": content}
             paths.setdefault(path, {})[method.lower()] = operation
     document: dict[str, Any] = {
         "openapi": "3.1.0",

@@ -35,6 +35,7 @@ class Route:
 
     `request` is the JSON body's model and `multipart` the form parts it may come as instead;
     `response` is the success body's model, or `media` the type of a file answered instead.
+    `also` lists other success statuses that answer the same body.
     `public` routes need no API key.
     """
 
@@ -45,6 +46,7 @@ class Route:
     request: type[BaseModel] | None = None
     multipart: dict[str, Any] | None = None
     status: int = 200
+    also: tuple[tuple[int, str], ...] = ()  # other success answers with the same body: (status, when)
     response: type[BaseModel] | None = None
     media: str | None = None
     query: tuple[Query, ...] = ()
@@ -80,6 +82,7 @@ API_ROUTES: tuple[Route, ...] = (
         request=JobSpec,
         multipart=schemas.JOB_MULTIPART,
         status=202,
+        also=((200, "The job first made with this Idempotency-Key (Idempotent-Replayed: true)"),),
         response=schemas.JobOut,
         query=(IDEMPOTENCY_KEY,),
     ),

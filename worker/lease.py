@@ -13,6 +13,11 @@ from models import lifecycle
 log = logging.getLogger(__name__)
 
 
+def renewal_interval(lease_seconds: float) -> float:
+    """Seconds between two renewals of a lease of `lease_seconds`."""
+    return min(lease_seconds / 3, 1.0)
+
+
 class LeaseKeeper:
     """A background thread that renews one lease every third of its length.
 
@@ -42,7 +47,7 @@ class LeaseKeeper:
         self._thread.join()
 
     def _run(self) -> None:
-        interval = min(self.lease_seconds / 3, 1.0)
+        interval = renewal_interval(self.lease_seconds)
         while not self._stop.wait(interval):
             try:
                 held = lifecycle.renew(

@@ -24,6 +24,7 @@ from functools import partial
 from pathlib import Path
 
 import psutil
+import psycopg
 import redis.asyncio as aioredis
 import requests
 from PIL import Image as PILImage
@@ -217,6 +218,36 @@ class SimulatedFleet:
         self.executor.shutdown(wait=True)
 
 
+STATEMENT_STATS = "pg_stat_statements"
+
+
+def reset_statements(database_url: str) -> None:
+    """Start counting statements afresh (pg_stat_statements), so the window's statements are what is read."""
+    with psycopg.connect(database_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as db:
+        db.execute(f"CREATE EXTENSION IF NOT EXISTS {STATEMENT_STATS}")
+        db.execute("SELECT pg_stat_statements_reset()")
+
+
+def top_statements(database_url: str, images: int, limit: int = 8) -> list[dict]:
+    """The statements that took the most server time since the reset: calls and microseconds per image."""
+    with psycopg.connect(database_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as db:
+        rows = db.execute(
+            f"SELECT query, calls, total_exec_time FROM {STATEMENT_STATS} "
+            "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "ORDER BY total_exec_time DESC LIMIT %s",
+            (limit,),
+        ).fetchall()
+    images = max(images, 1)
+    return [
+        {
+            "statement": " ".join(query.split())[:140],
+            "calls_per_image": round(calls / images, 3),
+            "exec_us_per_image": round(total * 1000 / images, 1),
+        }
+        for query, calls, total in rows
+    ]
+
+
 def succeeded_count(sessions) -> int:
     """Images recorded as succeeded so far."""
     with sessions() as session:
@@ -316,7 +347,7 @@ def measure_scale(
                 {"postgres": postgres.postmaster_pid(), "redis": farm.redis.process.pid, "api": farm.processes[0].pid}
             )
             # Enough work for the whole run even if the fleet reached its nominal rate.
-            images = int(min(nominal * (seconds + warmup + 5) * 1.2, 200_000)) // 100 * 100 or 100
+            images = int(min(nominal * (seconds + warmup + 5) * 1.2, 60_000)) // 100 * 100 or 100
             before = central.cpu()
             started = time.monotonic()
             job_ids = submit(farm, images)
@@ -331,6 +362,7 @@ def measure_scale(
             clients = Pollers(farm.url, job_ids[0], poll_clients, 1.0).start() if poll_clients else None
             time.sleep(warmup)
             me = psutil.Process()
+            reset_statements(database_url)
             first_count, first_cpu, first_fleet = succeeded_count(farm.sessions), central.cpu(), me.cpu_times()
             first_machine = psutil.cpu_times()
             first_counters = dict(vars(fleet.counters))
@@ -339,6 +371,7 @@ def measure_scale(
             wall = time.monotonic() - first_wall
             last_count, last_cpu, last_fleet = succeeded_count(farm.sessions), central.cpu(), me.cpu_times()
             last_machine = psutil.cpu_times()
+            statements = top_statements(database_url, last_count - first_count)
             counters = {
                 key: value - first_counters[key] for key, value in vars(fleet.counters).items() if key != "errors"
             }
@@ -383,6 +416,7 @@ def measure_scale(
             "central_ms_per_image": round(sum(submit_ms.values()), 3),
         },
         "fleet_calls": counters,
+        "top_statements": statements,
         "fleet_errors": fleet.counters.errors[:5] if fleet else [],
         "status_poll_clients": polled,
         "status_poll_latency": latency,
@@ -404,7 +438,7 @@ def run(
     report=print,
 ) -> dict:
     """Central cost at each fleet size, on one private PostgreSQL server (fsync on, as in production)."""
-    postgres = PostgresServer(durable=True).start()
+    postgres = PostgresServer(durable=True, options={"shared_preload_libraries": STATEMENT_STATS}).start()
     results: dict = {"gpu_batch_seconds": GPU_BATCH_SECONDS, "gpu_batch_size": GPU_BATCH_SIZE, "scales": []}
     try:
         for gpus in gpu_counts:

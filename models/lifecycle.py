@@ -213,25 +213,35 @@ def succeed(sessions: sessionmaker[Session], *, token: str, results: Mapping[int
     Returns the ids recorded: those this lease still held, plus those a previous try already recorded
     (a retry after a commit whose reply was lost finds its own writes there).
     """
-    recorded: set[int] = set()
+    if not results:
+        return set()
     now = utcnow()
     with sessions() as session:
-        for image_id, values in results.items():
-            changed = session.execute(
+        # One UPDATE for the whole batch: each result column is a CASE on the row's id.
+        columns = sorted({name for values in results.values() for name in values})
+        per_row = {}
+        for name in columns:
+            column = getattr(Image, name)
+            by_id = {image_id: literal(values.get(name), column.type) for image_id, values in results.items()}
+            per_row[column] = case(by_id, value=Image.id, else_=column)
+        recorded = set(
+            session.scalars(
                 update(Image)
-                .where(Image.id == image_id, _held(token))
+                .where(Image.id.in_(list(results)), _held(token))
                 .values(
-                    **values,
-                    status=ImageStatus.SUCCEEDED,
-                    finished_at=now,
-                    progress=1.0,
-                    error=None,
-                    lease_expires_at=None,
+                    {
+                        **per_row,
+                        Image.status: ImageStatus.SUCCEEDED,
+                        Image.finished_at: now,
+                        Image.progress: 1.0,
+                        Image.error: None,
+                        Image.lease_expires_at: None,
+                    }
                 )
+                .returning(Image.id)
                 .execution_options(synchronize_session=False)
-            ).rowcount
-            if changed == 1:
-                recorded.add(image_id)
+            )
+        )
         # The job's end (and each image's, where asked) goes out in this same transaction.
         record_events(session, image_ids=recorded)
         session.commit()
@@ -375,7 +385,7 @@ def continue_work(sessions: sessionmaker[Session], queue: RenderQueue, *, model:
     Every run consumed one message, even a run that lost every race for rows; without a
     replacement the chain would stall until the reaper's next pass.
     """
-    if queued_count(sessions, model=model) > 0:
+    if any_queued(sessions, model=model):
         queue.publish(model)
 
 
@@ -393,6 +403,13 @@ def republish_lost(sessions: sessionmaker[Session], queue: RenderQueue, *, max_b
             publish_work(queue, model=model, images=count, max_batch=max_batch)
             republished[model] = count
     return republished
+
+
+def any_queued(sessions: sessionmaker[Session], *, model: str) -> bool:
+    """Whether any image of `model` waits to be claimed: one index probe, however long the queue."""
+    with sessions() as session:
+        first = select(Image.id).where(Image.model == model, Image.status == ImageStatus.QUEUED, _job_not_canceled())
+        return session.scalar(first.limit(1)) is not None
 
 
 def queued_count(sessions: sessionmaker[Session], *, model: str) -> int:

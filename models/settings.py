@@ -31,8 +31,10 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1, description="Tries per image before it is failed.")
     batch_soft_time_limit: float = Field(default=600.0, gt=0)
     batch_hard_time_limit: float = Field(default=660.0, gt=0)
-    heartbeat_seconds: float = Field(default=2.0, gt=0)
-    worker_offline_seconds: float = Field(default=10.0, gt=0)
+    heartbeat_seconds: float = Field(default=5.0, gt=0, description="How often a worker writes its row.")
+    worker_offline_seconds: float = Field(
+        default=20.0, gt=0, description="A worker silent this long is shown offline (several missed heartbeats)."
+    )
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
     compile: bool = Field(default=False, description="torch.compile the UNet (CUDA; warm-up at load, cached on disk).")
     runner: str = Field(default="diffusers", description="diffusers, or module:callable (tests, benchmarks).")

@@ -23,9 +23,10 @@ def postgres_bin_dir() -> Path | None:
 class PostgresServer:
     """initdb + pg_ctl in a temporary directory (as the postgres user when run as root)."""
 
-    def __init__(self, durable: bool = False) -> None:
+    def __init__(self, durable: bool = False, options: dict[str, str] | None = None) -> None:
         # Tests skip fsync for speed; a benchmark of the database's own cost keeps it, as in production.
         self.durable = durable
+        self.options = options or {}
         self.bin_dir = postgres_bin_dir()
         if self.bin_dir is None:
             raise RuntimeError("PostgreSQL server binaries not found under /usr/lib/postgresql")
@@ -51,6 +52,8 @@ class PostgresServer:
         options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
         if not self.durable:
             options += " -c fsync=off"
+        for name, value in self.options.items():
+            options += f" -c {name}={value}"
         self._run(
             str(self.bin_dir / "pg_ctl"),
             "-D",

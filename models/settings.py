@@ -63,6 +63,15 @@ class Settings(BaseSettings):
     metrics_token: str | None = Field(
         default=None, description="If set, /metrics answers only `Authorization: Bearer <token>`; else it is open."
     )
+    status_cache_seconds: float = Field(
+        default=1.0, ge=0, le=60, description="How old a polled job status may be (per API process); 0: always fresh."
+    )
+    events_max_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="Longest a job's event stream stays open; clients reconnect."
+    )
+    events_streams_per_process: int = Field(
+        default=4, ge=0, le=64, description="Event streams one API process serves at once (each holds a thread)."
+    )
     log_format: str = Field(default="plain", description="plain or json (one JSON object per line).")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     host: str = "127.0.0.1"

@@ -31,8 +31,10 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1, description="Tries per image before it is failed.")
     batch_soft_time_limit: float = Field(default=600.0, gt=0)
     batch_hard_time_limit: float = Field(default=660.0, gt=0)
-    heartbeat_seconds: float = Field(default=2.0, gt=0)
-    worker_offline_seconds: float = Field(default=10.0, gt=0)
+    heartbeat_seconds: float = Field(default=5.0, gt=0, description="How often a worker writes its row.")
+    worker_offline_seconds: float = Field(
+        default=20.0, gt=0, description="A worker silent this long is shown offline (several missed heartbeats)."
+    )
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
     compile: bool = Field(default=False, description="torch.compile the UNet (CUDA; warm-up at load, cached on disk).")
     runner: str = Field(default="diffusers", description="diffusers, or module:callable (tests, benchmarks).")
@@ -60,6 +62,15 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60, description="Connect and read timeout.")
     metrics_token: str | None = Field(
         default=None, description="If set, /metrics answers only `Authorization: Bearer <token>`; else it is open."
+    )
+    status_cache_seconds: float = Field(
+        default=1.0, ge=0, le=60, description="How old a polled job status may be (per API process); 0: always fresh."
+    )
+    events_max_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="Longest a job's event stream stays open; clients reconnect."
+    )
+    events_streams_per_process: int = Field(
+        default=4, ge=0, le=64, description="Event streams one API process serves at once (each holds a thread)."
     )
     log_format: str = Field(default="plain", description="plain or json (one JSON object per line).")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")

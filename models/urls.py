@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 MASK = "***"
 
@@ -22,7 +22,9 @@ def mask_url(url: str | None) -> str:
         # redis://:password@host has a password but no user.
         netloc = f"{user}:{MASK}@{hostport}" if has_password else f"{userinfo}@{hostport}"
     query = "&".join(_mask_query_item(item) for item in parts.query.split("&")) if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    # Replace the parts in place: rebuilding the URL would normalise it (sqlite:////abs -> sqlite://abs).
+    masked = url.replace(parts.netloc, netloc, 1) if netloc != parts.netloc else url
+    return masked.replace(parts.query, query, 1) if query != parts.query else masked
 
 
 def _mask_query_item(item: str) -> str:

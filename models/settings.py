@@ -125,6 +125,12 @@ class Settings(BaseSettings):
             parse_s3_url(value)
         return value
 
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint_or_none(cls, value: str | None) -> str | None:
+        # Compose files pass an unset variable as "", which means AWS itself.
+        return value or None
+
     @field_validator("host_name")
     @classmethod
     def _plain_host_name(cls, value: str | None) -> str | None:

@@ -167,6 +167,8 @@ API_ROUTES: tuple[Route, ...] = (
         "The WebP thumbnail",
         media="image/webp",
     ),
+    Route("/api/v1/jobs/<id:job_id>/init-image", ("GET",), images.job_init_image, "Init image", media="image/png"),
+    Route("/api/v1/jobs/<id:job_id>/mask-image", ("GET",), images.job_mask_image, "A job's mask", media="image/png"),
     Route(
         "/api/v1/workers",
         ("GET",),

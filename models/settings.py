@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 from functools import cached_property
 from pathlib import Path
 
@@ -76,6 +78,19 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     host: str = "127.0.0.1"
     port: int = 8000
+    object_store: str | None = Field(
+        default=None, description="Image store: s3://bucket/prefix, file:///path or a path; default the object dir."
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 API endpoint for a store other than AWS (MinIO, Ceph RGW, R2...)."
+    )
+    object_redirects: bool = Field(
+        default=False, description="Serve image files by short-lived presigned redirects to the store (S3 only)."
+    )
+    object_redirect_seconds: int = Field(default=300, ge=10, le=86_400, description="Lifetime of a presigned URL.")
+    host_name: str | None = Field(
+        default=None, max_length=64, description="This machine's name in worker names; default its host name."
+    )
 
     @field_validator("auth")
     @classmethod
@@ -107,6 +122,38 @@ class Settings(BaseSettings):
             check_secret(value, "SDFARM_WEBHOOK_SECRET")
         return value or None
 
+    @field_validator("object_store")
+    @classmethod
+    def _known_object_store(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        scheme = value.partition("://")[0] if "://" in value else ""
+        if scheme not in {"", "file", "s3"}:
+            raise ValueError("SDFARM_OBJECT_STORE must be s3://bucket/prefix, file:///path or a directory path")
+        if scheme == "s3":
+            from models.s3_store import parse_s3_url
+
+            parse_s3_url(value)
+        return value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint_or_none(cls, value: str | None) -> str | None:
+        # Compose files pass an unset variable as "", which means AWS itself.
+        return value or None
+
+    @field_validator("host_name")
+    @classmethod
+    def _plain_host_name(cls, value: str | None) -> str | None:
+        if value and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
+            raise ValueError("SDFARM_HOST_NAME may hold only letters, digits, '.', '_' and '-'")
+        return value or None
+
+    @cached_property
+    def resolved_host_name(self) -> str:
+        """The name this machine's workers carry after the '@' (unique per host, see `sdfarm worker`)."""
+        return self.host_name or socket.gethostname()
+
     @cached_property
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data directory."""
@@ -116,7 +163,9 @@ class Settings(BaseSettings):
 
     @cached_property
     def resolved_object_dir(self) -> Path:
-        """Root of the image store."""
+        """Root of the image store when it is a directory (`SDFARM_OBJECT_STORE` path or file://)."""
+        if self.object_store and not self.object_store.startswith("s3://"):
+            return Path(self.object_store.removeprefix("file://")).resolve()
         return (self.object_dir or self.data_dir / "objects").resolve()
 
     @cached_property

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from models.db import make_engine, make_session_factory
-from models.image_store import LocalImageStore
+from models.image_store import open_image_store
 from models.queue import RenderQueue, make_celery
 from models.settings import Settings
 from worker.reaper import Reaper, ReaperThread
@@ -65,7 +64,7 @@ def plan_workers(
     Names say device and host (`gpu0@host`); with `tag_model` they also say the model
     (`gpu0-sdxl@host`), so workers of several models on one machine stay distinct.
     """
-    host = socket.gethostname()
+    host = settings.resolved_host_name
     suffix = f"-{model}" if tag_model else ""
     base_env = dict(os.environ)
     if gpus is None:
@@ -147,7 +146,7 @@ class Supervisor:
     def _start_reaper(self) -> ReaperThread:
         engine = make_engine(self.settings.resolved_database_url)
         queue = RenderQueue(make_celery(self.settings), self.settings.redis_url)
-        store = LocalImageStore(self.settings.resolved_object_dir)
+        store = open_image_store(self.settings)
         reaper = Reaper(make_session_factory(engine), queue, store, self.settings.max_attempts, self.settings.max_batch)
         thread = ReaperThread(reaper, interval=max(1.0, self.settings.lease_seconds / 3))
         thread.start()

@@ -57,6 +57,7 @@ def register_security(app: Flask) -> None:
     """API keys before each request; CSP and nosniff on every response."""
     from api.auth import authenticate
     from api.gallery.guard import require_same_origin
+    from api.host_guard import require_allowed_host
     from api.rate_limits import check_rate_limit
     from api.routes import public_endpoints
 
@@ -64,6 +65,8 @@ def register_security(app: Flask) -> None:
 
     @app.before_request
     def _authenticate() -> None:
+        # Every request, public ones too: with auth off, only loopback Host names (DNS rebinding).
+        require_allowed_host(app.extensions["sdfarm"].settings)
         # Every state-changing request, API or page: a key in a cookie must not be usable by another site.
         require_same_origin()
         if request.endpoint not in public:

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     )
     log_format: str = Field(default="plain", description="plain or json (one JSON object per line).")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    allowed_hosts: str = Field(
+        default="",
+        description="With auth off, Host names the API answers besides loopback ones: comma-separated; "
+        "`.example.com` also covers its subdomains, `*` any name (turns the DNS-rebinding guard off).",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -117,6 +122,10 @@ class Settings(BaseSettings):
     def resolved_lora_dir(self) -> Path:
         """Where LoRA adapters are looked up by name."""
         return (self.lora_dir or self.data_dir / "loras").resolve()
+
+    def allowed_host_list(self) -> list[str]:
+        """SDFARM_ALLOWED_HOSTS as lower-case names, without ports or final dots."""
+        return [name.strip().lower().rstrip(".") for name in self.allowed_hosts.split(",") if name.strip()]
 
     def auth_required(self) -> bool:
         """Whether API keys are enforced: always unless turned off or auto on a loopback bind."""

@@ -63,3 +63,9 @@ def test_dockerfile_uses_cuda_runtime_and_a_non_root_user():
     assert dockerfile.startswith("# ") and "FROM nvidia/cuda:" in dockerfile and "runtime" in dockerfile
     users = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("USER ")]
     assert users and users[-1] != "root"
+
+
+def test_api_keeps_auth_on_so_other_services_may_call_it_by_name(compose):
+    # The DNS-rebinding guard (Host must be loopback or in SDFARM_ALLOWED_HOSTS) applies only with auth
+    # off; compose's API has keys on, so Prometheus's scrape of `api:8000` is answered.
+    assert compose["services"]["api"]["environment"]["SDFARM_AUTH"] == "on"

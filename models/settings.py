@@ -42,6 +42,9 @@ class Settings(BaseSettings):
         default=False, description="With auth on, let anyone browse the gallery read-only (no submit or cancel)."
     )
     rate_limit_per_minute: int = Field(default=600, ge=0, description="Requests per minute per API key; 0: no limit.")
+    auth_failures_per_minute: int = Field(
+        default=30, ge=0, description="401 answers per minute per client address before it gets 429; 0: no limit."
+    )
     max_queued_per_key: int = Field(default=100_000, ge=1, description="Images one key may have waiting at once.")
     a1111_api: bool = Field(default=True, description="Serve the AUTOMATIC1111-compatible API under /sdapi/v1/.")
     a1111_timeout_seconds: float = Field(

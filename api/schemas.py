@@ -121,7 +121,7 @@ class WorkerOut(BaseModel):
     model: str
     state: str
     online: bool
-    current_job_id: int | None
+    current_job_id: int | None = Field(description="The job being rendered (for keys that are not admins: theirs).")
     images_done: int
     images_per_second: float
     model_loads: int
@@ -142,13 +142,13 @@ class ModelOut(BaseModel):
     kind: str
     architecture: str = Field(description="sd1, sd2, sdxl, or unknown.")
     hash: str | None = Field(description="Short SHA-256 of the weights (A1111's 10-hex 'Model hash').")
-    path: str
+    path: str = Field(description="The weights' absolute path for admins (and with auth off); their name for others.")
     builtin: bool
     inpainting: bool = Field(description="An inpainting model: its jobs need init_image and mask_image.")
     default: bool
     defaults: dict[str, Any]
     workers: int = Field(description="Live workers serving this model.")
-    queued: int = Field(description="Images waiting for this model.")
+    queued: int = Field(description="Images waiting for this model (for keys that are not admins: their own).")
 
 
 class ModelList(BaseModel):

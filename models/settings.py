@@ -46,6 +46,9 @@ class Settings(BaseSettings):
         default=False, description="With auth on, let anyone browse the gallery read-only (no submit or cancel)."
     )
     rate_limit_per_minute: int = Field(default=600, ge=0, description="Requests per minute per API key; 0: no limit.")
+    auth_failures_per_minute: int = Field(
+        default=30, ge=0, description="401 answers per minute per client address before it gets 429; 0: no limit."
+    )
     max_queued_per_key: int = Field(default=100_000, ge=1, description="Images one key may have waiting at once.")
     a1111_api: bool = Field(default=True, description="Serve the AUTOMATIC1111-compatible API under /sdapi/v1/.")
     a1111_timeout_seconds: float = Field(
@@ -76,6 +79,11 @@ class Settings(BaseSettings):
     )
     log_format: str = Field(default="plain", description="plain or json (one JSON object per line).")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    allowed_hosts: str = Field(
+        default="",
+        description="With auth off, Host names the API answers besides loopback ones: comma-separated; "
+        "`.example.com` also covers its subdomains, `*` any name (turns the DNS-rebinding guard off).",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     object_store: str | None = Field(
@@ -177,6 +185,10 @@ class Settings(BaseSettings):
     def resolved_lora_dir(self) -> Path:
         """Where LoRA adapters are looked up by name."""
         return (self.lora_dir or self.data_dir / "loras").resolve()
+
+    def allowed_host_list(self) -> list[str]:
+        """SDFARM_ALLOWED_HOSTS as lower-case names, without ports or final dots."""
+        return [name.strip().lower().rstrip(".") for name in self.allowed_hosts.split(",") if name.strip()]
 
     def auth_required(self) -> bool:
         """Whether API keys are enforced: always unless turned off or auto on a loopback bind."""

@@ -18,8 +18,8 @@ from PIL import Image as PILImage
 
 from api.errors import ApiError
 from models.infotext import MAX_INFOTEXT_BYTES
+from models.spec import MAX_PICTURE_BYTES
 
-MAX_PICTURE_BYTES = 10 * 1024 * 1024
 # PIL's own default (about 89 megapixels): above it a picture is taken for a decompression bomb.
 MAX_PICTURE_PIXELS = 89_478_485
 # Text chunks (PNG tEXt/zTXt/iTXt, EXIF): parsers of other tools' metadata are not all linear, so

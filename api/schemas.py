@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from models.spec import MAX_PICTURE_CHARS
+
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 ImageStatusName = Literal["queued", "running", "succeeded", "failed", "canceled"]
 
@@ -66,8 +68,8 @@ class ImageOut(BaseModel):
     thumbnail_url: str | None
 
 
-class JobOut(BaseModel):
-    """A job with its counts and progress; `images` when asked for."""
+class JobSummary(BaseModel):
+    """A job with its counts and progress, as job lists show it (GET one job for its spec and images)."""
 
     id: int
     status: JobStatus
@@ -89,16 +91,23 @@ class JobOut(BaseModel):
     eta_seconds: float | None = Field(
         default=None, description="Seconds until the job should be done, from its model's live throughput."
     )
-    spec: dict[str, Any]
-    images: list[ImageOut] | None = None
-    images_truncated: bool = False
+    first_prompt: str = Field(default="", max_length=200, description="The job's first prompt, cut to 200 characters.")
+    prompt_count: int = Field(default=0, description="How many prompts (or items) the job has.")
     images_url: str
 
 
-class JobPage(BaseModel):
-    """A page of jobs, newest first; pass next_cursor as `cursor` for the next page."""
+class JobOut(JobSummary):
+    """A job with its counts, progress and specification; `images` when asked for."""
 
-    jobs: list[JobOut]
+    spec: dict[str, Any]
+    images: list[ImageOut] | None = None
+    images_truncated: bool = False
+
+
+class JobPage(BaseModel):
+    """A page of jobs, newest first, as summaries; pass next_cursor as `cursor` for the next page."""
+
+    jobs: list[JobSummary]
     next_cursor: str | None
 
 
@@ -175,7 +184,7 @@ class SamplerList(BaseModel):
 class PngInfoIn(BaseModel):
     """A picture for png-info as JSON (multipart uploads use a `file` part instead)."""
 
-    image: str = Field(description="Base64 or a data URL of the PNG.")
+    image: str = Field(max_length=MAX_PICTURE_CHARS, description="Base64 or a data URL of the PNG.")
 
 
 class PngInfoOut(BaseModel):

@@ -6,7 +6,6 @@ Safe to run in several processes at once: every change is a conditional update.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -57,29 +56,3 @@ class Reaper:
         keys are derived from the lease token, so the attempt's files are found without a scan."""
         for suffix in (".png", ".thumb.webp"):
             self.store.delete(object_key_for(job_id, index, token, suffix))
-
-
-class ReaperThread:
-    """Runs the reaper every `interval` seconds in a daemon thread of a long-lived process."""
-
-    def __init__(self, reaper: Reaper, interval: float):
-        self.reaper = reaper
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="reaper", daemon=True)
-
-    def start(self) -> None:
-        """Start the loop."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the loop."""
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.reaper.run_once()
-            except Exception as error:  # the broker or database may be down; try again next round
-                log.warning("reaper pass failed: %s", error)

@@ -123,7 +123,7 @@ class WorkerOut(BaseModel):
     online: bool
     current_job_id: int | None
     images_done: int
-    images_per_second: float
+    images_per_second: float = Field(description="Images per second over its last minute of work (kept while idle).")
     model_loads: int
     started_at: datetime
     last_seen: datetime

@@ -26,7 +26,6 @@ from models import export as exports
 from models.image import Image
 from models.image_selection import ImageSelection, count_selected, iter_selected
 from models.image_store import ImageStore, export_key_for
-from models.samplers import find_sampler
 from worker.dataset_formats import make_writer
 from worker.encoding import infotext_for
 
@@ -46,8 +45,7 @@ def png_infotext(png: bytes, image: Image) -> str:
         text = None
     if text:
         return text
-    sampler = find_sampler(image.scheduler)
-    return infotext_for(image, sampler.label if sampler else None)
+    return infotext_for(image)
 
 
 class ExportRunner:

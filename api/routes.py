@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from api import (
     api_docs,
     catalog,
+    exports,
     health,
     images,
     job_events,
@@ -169,6 +170,30 @@ API_ROUTES: tuple[Route, ...] = (
     ),
     Route("/api/v1/jobs/<id:job_id>/init-image", ("GET",), images.job_init_image, "Init image", media="image/png"),
     Route("/api/v1/jobs/<id:job_id>/mask-image", ("GET",), images.job_mask_image, "A job's mask", media="image/png"),
+    Route(
+        "/api/v1/exports",
+        ("POST",),
+        exports.create_export,
+        "Export images as a dataset (imagefolder, webdataset or zip), made in the background",
+        request=schemas.ExportIn,
+        status=202,
+        response=schemas.ExportOut,
+    ),
+    Route("/api/v1/exports", ("GET",), exports.list_exports, "The caller's newest exports", media="application/json"),
+    Route(
+        "/api/v1/exports/<id:export_id>",
+        ("GET",),
+        exports.get_export,
+        "An export's status, progress and download URLs",
+        response=schemas.ExportOut,
+    ),
+    Route(
+        "/api/v1/exports/<id:export_id>/files/<id:number>",
+        ("GET",),
+        exports.export_file,
+        "Download one file of an export (an archive, or a WebDataset shard)",
+        media="application/octet-stream",
+    ),
     Route(
         "/api/v1/workers",
         ("GET",),

@@ -6,7 +6,6 @@ Safe to run in several processes at once: every change is a conditional update.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -62,29 +61,3 @@ class Reaper:
             log.warning(
                 "could not delete the files of attempt %s at image %d of job %d: %s", token[:8], index, job_id, error
             )
-
-
-class ReaperThread:
-    """Runs the reaper every `interval` seconds in a daemon thread of a long-lived process."""
-
-    def __init__(self, reaper: Reaper, interval: float):
-        self.reaper = reaper
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="reaper", daemon=True)
-
-    def start(self) -> None:
-        """Start the loop."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the loop."""
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.reaper.run_once()
-            except Exception as error:  # the broker or database may be down; try again next round
-                log.warning("reaper pass failed: %s", error)

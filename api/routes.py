@@ -9,7 +9,20 @@ from typing import Any
 from flask import Flask
 from pydantic import BaseModel
 
-from api import api_docs, catalog, health, images, jobs, metrics, openapi, png_info, schemas, webhooks, workers
+from api import (
+    api_docs,
+    catalog,
+    health,
+    images,
+    job_events,
+    jobs,
+    metrics,
+    openapi,
+    png_info,
+    schemas,
+    webhooks,
+    workers,
+)
 from api.a1111 import generate as a1111
 from api.a1111 import info as a1111_info
 from api.a1111 import schemas as a1111_schemas
@@ -94,6 +107,13 @@ API_ROUTES: tuple[Route, ...] = (
         "A job's status, progress and images",
         response=schemas.JobOut,
         query=(WITH_IMAGES,),
+    ),
+    Route(
+        "/api/v1/jobs/<id:job_id>/events",
+        ("GET",),
+        job_events.job_events,
+        "The job's progress and image completions as server-sent events (503 when too many streams are open)",
+        media="text/event-stream",
     ),
     Route(
         "/api/v1/jobs/<id:job_id>/cancel",

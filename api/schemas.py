@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from models.spec import MAX_PICTURE_CHARS
+
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 ImageStatusName = Literal["queued", "running", "succeeded", "failed", "canceled"]
 
@@ -66,8 +68,8 @@ class ImageOut(BaseModel):
     thumbnail_url: str | None
 
 
-class JobOut(BaseModel):
-    """A job with its counts and progress; `images` when asked for."""
+class JobSummary(BaseModel):
+    """A job with its counts and progress, as job lists show it (GET one job for its spec and images)."""
 
     id: int
     status: JobStatus
@@ -89,16 +91,23 @@ class JobOut(BaseModel):
     eta_seconds: float | None = Field(
         default=None, description="Seconds until the job should be done, from its model's live throughput."
     )
-    spec: dict[str, Any]
-    images: list[ImageOut] | None = None
-    images_truncated: bool = False
+    first_prompt: str = Field(default="", max_length=200, description="The job's first prompt, cut to 200 characters.")
+    prompt_count: int = Field(default=0, description="How many prompts (or items) the job has.")
     images_url: str
 
 
-class JobPage(BaseModel):
-    """A page of jobs, newest first; pass next_cursor as `cursor` for the next page."""
+class JobOut(JobSummary):
+    """A job with its counts, progress and specification; `images` when asked for."""
 
-    jobs: list[JobOut]
+    spec: dict[str, Any]
+    images: list[ImageOut] | None = None
+    images_truncated: bool = False
+
+
+class JobPage(BaseModel):
+    """A page of jobs, newest first, as summaries; pass next_cursor as `cursor` for the next page."""
+
+    jobs: list[JobSummary]
     next_cursor: str | None
 
 
@@ -121,7 +130,7 @@ class WorkerOut(BaseModel):
     model: str
     state: str
     online: bool
-    current_job_id: int | None
+    current_job_id: int | None = Field(description="The job being rendered (for keys that are not admins: theirs).")
     images_done: int
     images_per_second: float
     model_loads: int
@@ -142,13 +151,13 @@ class ModelOut(BaseModel):
     kind: str
     architecture: str = Field(description="sd1, sd2, sdxl, or unknown.")
     hash: str | None = Field(description="Short SHA-256 of the weights (A1111's 10-hex 'Model hash').")
-    path: str
+    path: str = Field(description="The weights' absolute path for admins (and with auth off); their name for others.")
     builtin: bool
     inpainting: bool = Field(description="An inpainting model: its jobs need init_image and mask_image.")
     default: bool
     defaults: dict[str, Any]
     workers: int = Field(description="Live workers serving this model.")
-    queued: int = Field(description="Images waiting for this model.")
+    queued: int = Field(description="Images waiting for this model (for keys that are not admins: their own).")
 
 
 class ModelList(BaseModel):
@@ -175,7 +184,7 @@ class SamplerList(BaseModel):
 class PngInfoIn(BaseModel):
     """A picture for png-info as JSON (multipart uploads use a `file` part instead)."""
 
-    image: str = Field(description="Base64 or a data URL of the PNG.")
+    image: str = Field(max_length=MAX_PICTURE_CHARS, description="Base64 or a data URL of the PNG.")
 
 
 class PngInfoOut(BaseModel):

@@ -33,8 +33,10 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1, description="Tries per image before it is failed.")
     batch_soft_time_limit: float = Field(default=600.0, gt=0)
     batch_hard_time_limit: float = Field(default=660.0, gt=0)
-    heartbeat_seconds: float = Field(default=2.0, gt=0)
-    worker_offline_seconds: float = Field(default=10.0, gt=0)
+    heartbeat_seconds: float = Field(default=5.0, gt=0, description="How often a worker writes its row.")
+    worker_offline_seconds: float = Field(
+        default=20.0, gt=0, description="A worker silent this long is shown offline (several missed heartbeats)."
+    )
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
     compile: bool = Field(default=False, description="torch.compile the UNet (CUDA; warm-up at load, cached on disk).")
     runner: str = Field(default="diffusers", description="diffusers, or module:callable (tests, benchmarks).")
@@ -44,6 +46,9 @@ class Settings(BaseSettings):
         default=False, description="With auth on, let anyone browse the gallery read-only (no submit or cancel)."
     )
     rate_limit_per_minute: int = Field(default=600, ge=0, description="Requests per minute per API key; 0: no limit.")
+    auth_failures_per_minute: int = Field(
+        default=30, ge=0, description="401 answers per minute per client address before it gets 429; 0: no limit."
+    )
     max_queued_per_key: int = Field(default=100_000, ge=1, description="Images one key may have waiting at once.")
     a1111_api: bool = Field(default=True, description="Serve the AUTOMATIC1111-compatible API under /sdapi/v1/.")
     a1111_timeout_seconds: float = Field(
@@ -63,8 +68,22 @@ class Settings(BaseSettings):
     metrics_token: str | None = Field(
         default=None, description="If set, /metrics answers only `Authorization: Bearer <token>`; else it is open."
     )
+    status_cache_seconds: float = Field(
+        default=1.0, ge=0, le=60, description="How old a polled job status may be (per API process); 0: always fresh."
+    )
+    events_max_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="Longest a job's event stream stays open; clients reconnect."
+    )
+    events_streams_per_process: int = Field(
+        default=4, ge=0, le=64, description="Event streams one API process serves at once (each holds a thread)."
+    )
     log_format: str = Field(default="plain", description="plain or json (one JSON object per line).")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    allowed_hosts: str = Field(
+        default="",
+        description="With auth off, Host names the API answers besides loopback ones: comma-separated; "
+        "`.example.com` also covers its subdomains, `*` any name (turns the DNS-rebinding guard off).",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     object_store: str | None = Field(
@@ -166,6 +185,10 @@ class Settings(BaseSettings):
     def resolved_lora_dir(self) -> Path:
         """Where LoRA adapters are looked up by name."""
         return (self.lora_dir or self.data_dir / "loras").resolve()
+
+    def allowed_host_list(self) -> list[str]:
+        """SDFARM_ALLOWED_HOSTS as lower-case names, without ports or final dots."""
+        return [name.strip().lower().rstrip(".") for name in self.allowed_hosts.split(",") if name.strip()]
 
     def auth_required(self) -> bool:
         """Whether API keys are enforced: always unless turned off or auto on a loopback bind."""

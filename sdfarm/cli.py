@@ -413,8 +413,27 @@ def _sessions(settings: Settings | None = None):
     "--database-url", default=None, help="PostgreSQL server for the control plane (a scratch database is made on it)."
 )
 @click.option("--quick", is_flag=True, help="Smaller runs, for a smoke test.")
-def bench(parts, out, database_url, quick) -> None:
+@click.option(
+    "--central", is_flag=True, help="control-plane: central CPU per image under a fleet of simulated GPUs instead."
+)
+@click.option(
+    "--simulated-gpus", default="10,100,1000", show_default=True, help="--central: fleet sizes, comma-separated."
+)
+@click.option("--seconds", type=float, default=20.0, show_default=True, help="--central: measured seconds per size.")
+@click.option("--pollers", type=int, default=0, help="--central: also measure status polls with this many clients.")
+def bench(parts, out, database_url, quick, central, simulated_gpus, seconds, pollers) -> None:
     """Measure farm overhead, control plane and prompt adherence (default: all three); `gpu` on a CUDA machine."""
+    if central:
+        from bench.suite import run_central
+
+        try:
+            counts = [int(value) for value in simulated_gpus.split(",") if value.strip()]
+        except ValueError:
+            raise click.BadParameter("a comma-separated list of whole numbers", param_hint="--simulated-gpus") from None
+        if not counts or min(counts) < 1:
+            raise click.BadParameter("at least one fleet size, each 1 or more", param_hint="--simulated-gpus")
+        run_central(out, counts, seconds, pollers)
+        return
     if "gpu" in parts:
         import runpy
 

@@ -60,6 +60,8 @@ def make_settings(data_dir: Path, database_url: str, redis_url: str, models_dir:
         lease_seconds=6.0,
         heartbeat_seconds=0.5,
         worker_offline_seconds=3.0,
+        # Tests read a job's status right after changing it; tests/api/test_job_status.py turns caching on.
+        status_cache_seconds=0.0,
         auth="off",
     )
     values.update(overrides)

@@ -56,6 +56,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "SDFARM_HEARTBEAT_SECONDS": str(settings.heartbeat_seconds),
         "SDFARM_WORKER_OFFLINE_SECONDS": str(settings.worker_offline_seconds),
         "SDFARM_MAX_ATTEMPTS": str(settings.max_attempts),
+        "SDFARM_STATUS_CACHE_SECONDS": str(settings.status_cache_seconds),
         "SDFARM_AUTH": settings.auth,
         "SDFARM_RUNNER": settings.runner,
         "HF_HUB_OFFLINE": "1",

@@ -143,3 +143,9 @@ def test_dockerfile_uses_cuda_runtime_a_cached_torch_layer_and_a_non_root_user()
     assert users and users[-1] != "root"
     # Torch is installed before the source is copied, so a code change reuses its layer.
     assert dockerfile.index("download.pytorch.org/whl/cu") < dockerfile.index("COPY . .")
+
+
+def test_api_keeps_auth_on_so_other_services_may_call_it_by_name(compose):
+    # The DNS-rebinding guard (Host must be loopback or in SDFARM_ALLOWED_HOSTS) applies only with auth
+    # off; compose's API has keys on, so Prometheus's scrape of `api:8000` is answered.
+    assert compose["services"]["api"]["environment"]["SDFARM_AUTH"] == "on"

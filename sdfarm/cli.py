@@ -70,7 +70,18 @@ def api(host, port, processes) -> None:
 
     settings = _settings(host=host, port=port)
     _refuse_public_without_auth(settings)
+    _check_store(settings)
     serve(settings, processes=processes)
+
+
+def _check_store(settings: Settings) -> None:
+    """Fail at start, saying what to fix, when the image store cannot be read and written."""
+    from models.image_store import StoreUnavailableError, open_image_store
+
+    try:
+        open_image_store(settings).check()
+    except StoreUnavailableError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _refuse_public_without_auth(settings: Settings) -> None:

@@ -116,21 +116,28 @@ def test_a_job_runs_on_both_hosts_and_the_api_serves_every_file_from_s3(farm):
         assert thumbnail.status_code == 200 and PILImage.open(io.BytesIO(thumbnail.data)).format == "WEBP"
     assert _job_objects(farm, job["id"]) == _row_objects(farm, job["id"])
 
-    # Image-to-image: the API stores the upload in S3, the workers read it from there.
+    # Inpainting: the API stores the init image and the mask in S3, the workers read them from there.
     first = client.get(done["images"][0]["url"]).data
-    init = base64.b64encode(first).decode()
-    img2img = client.post(
-        "/api/v1/jobs", json={"prompts": ["the same in green"], "num_images": 4, "steps": 4, "init_image": init}
-    ).json
+    mask = PILImage.new("L", (64, 64), 0)
+    mask.paste(255, (0, 0, 32, 64))
+    buffer = io.BytesIO()
+    mask.save(buffer, format="PNG")
+    inputs = {
+        "init_image": base64.b64encode(first).decode(),
+        "mask_image": base64.b64encode(buffer.getvalue()).decode(),
+    }
+    img2img = client.post("/api/v1/jobs", json={"prompts": ["in green"], "num_images": 4, "steps": 4, **inputs}).json
     assert wait_for_job(client, img2img["id"])["status"] == "succeeded"
-    served = client.get(f"/api/v1/jobs/{img2img['id']}/init-image")
-    assert served.status_code == 200 and served.mimetype == "image/png"
     with farm.sessions() as session:
-        init_key = session.get(Job, img2img["id"]).init_image_key
-    stored = farm.s3.get_object(Bucket=farm.bucket, Key=f"{PREFIX}/{init_key}")["Body"].read()
-    assert served.data == stored
-    assert PILImage.open(io.BytesIO(served.data)).size == (64, 64)
-    assert client.get(f"/api/v1/jobs/{job['id']}/init-image").status_code == 404
+        row = session.get(Job, img2img["id"])
+        keys = {"init-image": row.init_image_key, "mask-image": row.mask_image_key}
+    for route, key in keys.items():
+        served = client.get(f"/api/v1/jobs/{img2img['id']}/{route}")
+        assert served.status_code == 200 and served.mimetype == "image/png"
+        assert served.data == farm.s3.get_object(Bucket=farm.bucket, Key=f"{PREFIX}/{key}")["Body"].read()
+        assert PILImage.open(io.BytesIO(served.data)).size == (64, 64)
+        assert client.get(f"/api/v1/jobs/{job['id']}/{route}").status_code == 404  # text-to-image: none
+    assert bucket_keys(farm.s3, farm.bucket, f"{PREFIX}/inputs/") == {f"{PREFIX}/{key}" for key in keys.values()}
     assert _job_objects(farm, img2img["id"]) == _row_objects(farm, img2img["id"])
 
     # Nothing landed on the hosts' own disks, and each host reports its own name.

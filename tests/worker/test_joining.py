@@ -97,3 +97,14 @@ def test_db_upgrade_prints_the_url_without_its_password():
         result = CliRunner().invoke(main, ["db", "upgrade"], env={"SDFARM_DATABASE_URL": with_password})
         assert result.exit_code == 0, result.output
         assert "hunter2" not in result.output and "postgres:***@" in result.output
+
+
+def test_the_api_refuses_to_start_on_a_store_it_cannot_use(s3_server, monkeypatch):
+    from tests.s3_server import aws_env
+
+    for name, value in aws_env().items():
+        monkeypatch.setenv(name, value)
+    env = {"SDFARM_OBJECT_STORE": "s3://no-such-bucket/x", "SDFARM_S3_ENDPOINT_URL": s3_server.url}
+    result = CliRunner().invoke(main, ["api"], env=env)
+    assert result.exit_code == 1
+    assert "SDFARM_OBJECT_STORE: bucket 'no-such-bucket' does not exist" in result.output

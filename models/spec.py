@@ -18,6 +18,16 @@ MIN_SIDE = 64
 Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
+def whole_job_errors(document: dict[str, Any]) -> list[str]:
+    """The rules about the job as a whole (which fields go together), read from a body or a spec's values."""
+    errors = []
+    if (document.get("prompts") is None) == (document.get("items") is None):
+        errors.append("give exactly one of 'prompts' (a list of strings) or 'items' (a list of objects)")
+    if document.get("init_image") is not None and document.get("init_image_id") is not None:
+        errors.append("give at most one of 'init_image' and 'init_image_id'")
+    return errors
+
+
 class ItemSpec(BaseModel):
     """One prompt of a job, with its own negative prompt and seed when given."""
 
@@ -111,10 +121,9 @@ class JobSpec(BaseModel):
 
     @model_validator(mode="after")
     def _prompts_xor_items(self, info: ValidationInfo) -> Self:
-        if (self.prompts is None) == (self.items is None):
-            raise ValueError("give exactly one of 'prompts' (a list of strings) or 'items' (a list of objects)")
-        if self.init_image is not None and self.init_image_id is not None:
-            raise ValueError("give at most one of 'init_image' and 'init_image_id'")
+        problems = whole_job_errors(self.model_dump(include={"prompts", "items", "init_image", "init_image_id"}))
+        if problems:
+            raise ValueError("; ".join(problems))
         cap = (info.context or {}).get("max_images_per_job")
         if cap is not None and self.total > cap:
             raise ValueError(f"this job asks for {self.total} images; the limit per job is {cap}")

@@ -13,7 +13,7 @@ from api.auth import owner_id, owner_scope
 from api.errors import ApiError
 from api.farm import db, farm
 from api.request_body import parse_body
-from api.schemas import ExportFileOut, ExportIn, ExportOut
+from api.schemas import ExportFileOut, ExportIn, ExportList, ExportOut
 from models import export as exports
 from models.export import Export
 from models.image_selection import NOT_YET_APPLIED, ImageSelection
@@ -118,7 +118,7 @@ def list_exports() -> Response:
     scope = owner_scope()
     if scope is not None:
         query = query.where(Export.owner_key_id == scope)
-    return jsonify({"exports": [export_out(export).model_dump(mode="json") for export in db().scalars(query)]})
+    return jsonify(ExportList(exports=[export_out(export) for export in db().scalars(query)]).model_dump(mode="json"))
 
 
 def export_file(export_id: int, number: int) -> Response:

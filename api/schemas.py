@@ -343,3 +343,9 @@ class ExportOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     url: str
+
+
+class ExportList(BaseModel):
+    """The caller's newest exports, newest first."""
+
+    exports: list[ExportOut]

@@ -184,6 +184,11 @@ def test_tenants_export_and_see_only_their_own(app, client, farm, tmp_path):
     assert run_export(client, farm, {"format": "zip", "all": True}, headers=as_bob)["images"] == 0
     assert run_export(client, farm, {"format": "zip", "all": True}, headers=as_root)["images"] == 5
     assert client.get(mine["url"], headers=as_bob).status_code == 404
+    listed = {
+        name: client.get("/api/v1/exports", headers=key).json["exports"]
+        for name, key in (("alice", as_alice), ("root", as_root))
+    }
+    assert [e["id"] for e in listed["alice"]] == [mine["id"]] and len(listed["root"]) == 3
     assert client.get(mine["files"][0]["url"], headers=as_bob).status_code == 404
     assert client.get(mine["files"][0]["url"], headers=as_root).status_code == 200
     assert client.get(mine["files"][0]["url"]).status_code == 401

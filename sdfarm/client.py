@@ -169,18 +169,18 @@ class FarmClient:
         """Poll until the export has succeeded or failed, with a progress bar (plain lines when piped)."""
         console = Console(file=out or sys.stderr)
         columns = (
-            TextColumn("export {task.fields[export]} ({task.fields[status]})"),
+            TextColumn("export {task.fields[export]} ({task.fields[state]})"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("images"),
             TimeElapsedColumn(),
         )
         with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
-            task = progress.add_task("export", total=None, export=export_id, status="queued")
+            task = progress.add_task("export", total=None, export=export_id, state="waiting")
             last = ""
             while True:
                 export = self.export(export_id)
-                progress.update(task, total=export["images"] or None, completed=export["done"], status=export["status"])
+                progress.update(task, total=export["images"] or None, completed=export["done"], state=export["status"])
                 line = f"export {export_id}: {export['status']}, {export['done']}/{export['images']} images"
                 if not console.is_terminal and line != last:
                     console.print(line, highlight=False, soft_wrap=True)

@@ -250,3 +250,24 @@ def test_runners_racing_for_one_export_make_it_once(client, farm):
     assert sorted(results) == [0, 0, 0, 1]
     export = client.get(f"/api/v1/exports/{export_id}").json
     assert (export["status"], export["attempts"]) == ("succeeded", 1)
+
+
+def test_a_gallery_view_becomes_the_same_selection(client, farm):
+    from datetime import date
+
+    from api.exports import selection_from_gallery
+    from api.gallery.filters import GalleryFilters
+
+    filters, errors = GalleryFilters.from_args(
+        {"q": "lighthouse", "model": "tiny", "size": "64x64", "from": "2026-01-02"}
+    )
+    assert not errors
+    selection = selection_from_gallery(filters)
+    assert (selection.q, selection.model, selection.width, selection.height) == ("lighthouse", "tiny", 64, 64)
+    assert selection.date_from == date(2026, 1, 2)
+    with farm.sessions() as session:
+        add_finished_job(session, farm.store, 2, prompt="a lighthouse")
+        add_finished_job(session, farm.store, 2, prompt="a castle")
+    body = {"format": "zip", "q": "lighthouse", "model": "tiny", "size": "64x64", "date_from": "2026-01-02"}
+    export = run_export(client, farm, body)
+    assert export["images"] == 2 and export["selection"] == selection.to_json()

@@ -6,13 +6,14 @@ The request only records what to export; a background runner on the worker side 
 
 from __future__ import annotations
 
-from flask import Response, jsonify, send_file
+from flask import Response, jsonify
 from sqlalchemy import select
 
 from api.auth import owner_id, owner_scope
 from api.errors import ApiError
-from api.farm import db, farm
+from api.farm import db
 from api.gallery.filters import GalleryFilters
+from api.images import send_stored_file
 from api.request_body import parse_body
 from api.schemas import ExportFileOut, ExportIn, ExportList, ExportOut
 from models import export as exports
@@ -148,14 +149,6 @@ def export_file(export_id: int, number: int) -> Response:
     if number > len(files):
         raise ApiError(404, f"export {export_id} has {len(files)} files; there is no file {number}")
     item = files[number - 1]
-    store = farm().store
     mimetype = "application/x-tar" if item["name"].endswith(".tar") else "application/zip"
     download_name = f"sdfarm-export-{export.id}-{item['name']}"
-    path = store.local_path(item["key"])
-    try:
-        source = path if path is not None else store.open(item["key"])
-    except FileNotFoundError:
-        raise ApiError(404, f"file {number} of export {export_id} is missing from the object store") from None
-    response = send_file(source, mimetype=mimetype, download_name=download_name, as_attachment=True)
-    response.headers["Cache-Control"] = "private, max-age=86400, immutable"
-    return response
+    return send_stored_file(item["key"], mimetype, download_name, True, f"file {number} of export {export_id}")

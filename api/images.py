@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import io
-
-from flask import Response, jsonify, request, send_file
+from flask import Response, jsonify, redirect, request, send_file
 from sqlalchemy import select
+from werkzeug.wsgi import wrap_file
 
 from api.auth import owner_scope
 from api.errors import ApiError
@@ -76,8 +75,22 @@ def get_image(image_id: int) -> Response:
 def _send_object(key: str | None, mimetype: str, download_name: str) -> Response:
     if not key:
         raise ApiError(404, "this image has no file yet; wait until its status is succeeded")
-    store = farm().store
     as_attachment = request.args.get("download") in {"1", "true"}
+    return send_stored_file(key, mimetype, download_name, as_attachment, "the image file")
+
+
+def send_stored_file(key: str, mimetype: str, download_name: str, as_attachment: bool, what: str) -> Response:
+    """An object from the store: a presigned redirect where the store has them, else streamed; 404 if missing."""
+    store, settings = farm().store, farm().settings
+    if settings.object_redirects:
+        # The browser fetches the bytes from the store itself; the API only signs a short-lived URL.
+        seconds = settings.object_redirect_seconds
+        url = store.presigned_url(key, seconds, mimetype, download_name if as_attachment else None)
+        if url is not None:
+            response = redirect(url, code=302)
+            # Half the URL's life, so a cached redirect never points at an expired signature.
+            response.headers["Cache-Control"] = f"private, max-age={seconds // 2}"
+            return response
     path = store.local_path(key)
     if path is not None:
         response = send_file(
@@ -85,12 +98,14 @@ def _send_object(key: str | None, mimetype: str, download_name: str) -> Response
         )
     else:
         try:
-            data = store.read(key)
+            stream, size = store.open(key)
         except FileNotFoundError:
-            raise ApiError(404, "the image file is missing from the object store") from None
-        response = send_file(
-            io.BytesIO(data), mimetype=mimetype, download_name=download_name, as_attachment=as_attachment
-        )
+            raise ApiError(404, f"{what} is missing from the object store") from None
+        # Streamed in chunks as the store sends them: the API never holds a whole file.
+        response = Response(wrap_file(request.environ, stream), mimetype=mimetype, direct_passthrough=True)
+        response.content_length = size
+        disposition = "attachment" if as_attachment else "inline"
+        response.headers.set("Content-Disposition", disposition, filename=download_name)
     # Files never change once written (a new attempt gets a new key), so caches may keep them.
     response.headers["Cache-Control"] = "private, max-age=86400, immutable"
     return response
@@ -106,3 +121,23 @@ def image_thumbnail(image_id: int) -> Response:
     """GET /api/v1/images/<id>/thumbnail: the 256 px WebP the gallery shows."""
     image = find_image(image_id)
     return _send_object(image.thumb_key, "image/webp", f"sdfarm-{image.id}-thumb.webp")
+
+
+def job_init_image(job_id: int) -> Response:
+    """GET /api/v1/jobs/<id>/init-image: the picture an image-to-image job started from (PNG)."""
+    from api.jobs import find_job
+
+    job = find_job(job_id)
+    if not job.init_image_key:
+        raise ApiError(404, f"job {job_id} has no init image; it is a text-to-image job")
+    return _send_object(job.init_image_key, "image/png", f"sdfarm-{job.id}-init.png")
+
+
+def job_mask_image(job_id: int) -> Response:
+    """GET /api/v1/jobs/<id>/mask-image: the inpainting mask of a job (PNG)."""
+    from api.jobs import find_job
+
+    job = find_job(job_id)
+    if not job.mask_image_key:
+        raise ApiError(404, f"job {job_id} has no mask image; it does not inpaint")
+    return _send_object(job.mask_image_key, "image/png", f"sdfarm-{job.id}-mask.png")

@@ -15,6 +15,7 @@ from api import (
     exports,
     health,
     images,
+    job_events,
     jobs,
     metrics,
     openapi,
@@ -109,6 +110,13 @@ API_ROUTES: tuple[Route, ...] = (
         query=(WITH_IMAGES,),
     ),
     Route(
+        "/api/v1/jobs/<id:job_id>/events",
+        ("GET",),
+        job_events.job_events,
+        "The job's progress and image completions as server-sent events (503 when too many streams are open)",
+        media="text/event-stream",
+    ),
+    Route(
         "/api/v1/jobs/<id:job_id>/cancel",
         ("POST",),
         jobs.cancel_job,
@@ -160,6 +168,8 @@ API_ROUTES: tuple[Route, ...] = (
         "The WebP thumbnail",
         media="image/webp",
     ),
+    Route("/api/v1/jobs/<id:job_id>/init-image", ("GET",), images.job_init_image, "Init image", media="image/png"),
+    Route("/api/v1/jobs/<id:job_id>/mask-image", ("GET",), images.job_mask_image, "A job's mask", media="image/png"),
     Route(
         "/api/v1/exports",
         ("POST",),

@@ -91,14 +91,17 @@ def _refuse_public_without_auth(settings: Settings) -> None:
 @click.option("--cpu-workers", type=int, default=1, show_default=True, help="How many CPU workers with --gpus none.")
 @click.option("--model", default=None, help="Model to serve (default: SDFARM_MODEL or the built-in default).")
 @click.option("--max-batch", type=int, default=None, help="Images per pipeline call (SDFARM_MAX_BATCH).")
-def worker(gpus, cpu_workers, model, max_batch) -> None:
+@click.option(
+    "--host-name", default=None, help="This machine's name in worker names (SDFARM_HOST_NAME; default its host name)."
+)
+def worker(gpus, cpu_workers, model, max_batch, host_name) -> None:
     """Start GPU (or CPU) workers for one model, restart them if they die, stop them on SIGTERM."""
     from models.catalog import ModelCatalog, UnknownModelError
     from worker.devices import list_gpus, parse_gpu_selection
     from worker.supervisor import Supervisor, plan_workers
 
     _logging()
-    settings = _settings(max_batch=max_batch)
+    settings = _settings(max_batch=max_batch, host_name=host_name)
     catalog = ModelCatalog(settings.resolved_models_dir, settings.model)
     try:
         entry = catalog.get(model)
@@ -121,7 +124,30 @@ def worker(gpus, cpu_workers, model, max_batch) -> None:
         raise click.UsageError(str(error)) from None
     tag_model = entry.name != catalog.default_name
     workers = plan_workers(entry.name, selected, cpu_workers, settings.max_batch, settings, tag_model)
+    _join_farm(settings, [w.name for w in workers])
     sys.exit(Supervisor(settings, workers).run())
+
+
+def _join_farm(settings: Settings, names: list[str]) -> None:
+    """Fail at start, with what to fix, if the object store or the workers' names cannot be used."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from models.image_store import StoreUnavailableError, open_image_store
+    from models.urls import mask_url
+    from worker.joining import NameInUseError, check_names_free, log_farm_urls
+
+    store = open_image_store(settings)
+    log_farm_urls(settings, store)
+    try:
+        store.check()
+        check_names_free(_sessions(settings), names, settings.worker_offline_seconds)
+    except (StoreUnavailableError, NameInUseError) as error:
+        raise click.ClickException(str(error)) from None
+    except SQLAlchemyError as error:
+        raise click.ClickException(
+            f"SDFARM_DATABASE_URL: cannot reach the database at {mask_url(settings.resolved_database_url)}: "
+            f"{str(error).splitlines()[0]}"
+        ) from None
 
 
 @main.command()
@@ -142,11 +168,12 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision) -> None:
     """Create or update the schema (SDFARM_DATABASE_URL, default SQLite in the data dir)."""
+    from models.urls import mask_url
     from sdfarm.migrate import upgrade
 
     settings = _settings()
     upgrade(settings.resolved_database_url, revision)
-    click.echo(f"database at revision {revision}: {settings.resolved_database_url}")
+    click.echo(f"database at revision {revision}: {mask_url(settings.resolved_database_url)}")
 
 
 @db.command("downgrade")
@@ -434,10 +461,10 @@ def webhooks_secret() -> None:
     click.echo(new_secret())
 
 
-def _sessions():
+def _sessions(settings: Settings | None = None):
     from models.db import make_engine, make_session_factory
 
-    return make_session_factory(make_engine(_settings().resolved_database_url))
+    return make_session_factory(make_engine((settings or _settings()).resolved_database_url))
 
 
 @main.command()
@@ -447,8 +474,27 @@ def _sessions():
     "--database-url", default=None, help="PostgreSQL server for the control plane (a scratch database is made on it)."
 )
 @click.option("--quick", is_flag=True, help="Smaller runs, for a smoke test.")
-def bench(parts, out, database_url, quick) -> None:
+@click.option(
+    "--central", is_flag=True, help="control-plane: central CPU per image under a fleet of simulated GPUs instead."
+)
+@click.option(
+    "--simulated-gpus", default="10,100,1000", show_default=True, help="--central: fleet sizes, comma-separated."
+)
+@click.option("--seconds", type=float, default=20.0, show_default=True, help="--central: measured seconds per size.")
+@click.option("--pollers", type=int, default=0, help="--central: also measure status polls with this many clients.")
+def bench(parts, out, database_url, quick, central, simulated_gpus, seconds, pollers) -> None:
     """Measure farm overhead, control plane and prompt adherence (default: all three); `gpu` on a CUDA machine."""
+    if central:
+        from bench.suite import run_central
+
+        try:
+            counts = [int(value) for value in simulated_gpus.split(",") if value.strip()]
+        except ValueError:
+            raise click.BadParameter("a comma-separated list of whole numbers", param_hint="--simulated-gpus") from None
+        if not counts or min(counts) < 1:
+            raise click.BadParameter("at least one fleet size, each 1 or more", param_hint="--simulated-gpus")
+        run_central(out, counts, seconds, pollers)
+        return
     if "gpu" in parts:
         import runpy
 

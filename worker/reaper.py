@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import lifecycle
-from models.image_store import ImageStore, object_key_for
+from models.image_store import ImageStore, attempt_prefix
 from models.queue import RenderQueue
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,12 @@ class Reaper:
 
     def _delete_attempt_files(self, job_id: int, index: int, token: str) -> None:
         """A worker killed between writing its files and recording them leaves them behind; the
-        keys are derived from the lease token, so the attempt's files are found without a scan."""
-        for suffix in (".png", ".thumb.webp"):
-            self.store.delete(object_key_for(job_id, index, token, suffix))
+        keys start with a prefix derived from the lease token, so one listing finds them all."""
+        try:
+            for key in list(self.store.keys(attempt_prefix(job_id, index, token))):
+                self.store.delete(key)
+        except Exception as error:  # the store may be down; the lease is back either way
+            log.warning(
+                "could not delete the files of attempt %s at image %d of job %d: %s", token[:8], index, job_id, error
+            )
+

@@ -203,7 +203,7 @@ class RenderService:
     def _save(self, claim: Claim, rendered: list[Rendered], lease: LeaseKeeper, started: float) -> None:
         logged = bind_work(**batch_fields(claim))  # this runs in the saver thread
         try:
-            stored = self.results.save_batch(claim.token, rendered)
+            stored = self.results.save_batch(claim.token, rendered, lease.renewing)
             self.stats.finished(stored, started)
             log.info("stored %d of %d images", stored, len(rendered))
         except Exception:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from models.db import make_engine, make_session_factory
-from models.image_store import LocalImageStore
+from models.image_store import open_image_store
 from models.queue import RenderQueue, make_celery
 from models.settings import Settings
 from worker.background import BackgroundLoop
@@ -69,7 +68,7 @@ def plan_workers(
     Names say device and host (`gpu0@host`); with `tag_model` they also say the model
     (`gpu0-sdxl@host`), so workers of several models on one machine stay distinct.
     """
-    host = socket.gethostname()
+    host = settings.resolved_host_name
     suffix = f"-{model}" if tag_model else ""
     base_env = dict(os.environ)
     if gpus is None:
@@ -150,9 +149,9 @@ class Supervisor:
         settings = self.settings
         sessions = make_session_factory(make_engine(settings.resolved_database_url))
         queue = RenderQueue(make_celery(settings), settings.redis_url)
-        store = LocalImageStore(settings.resolved_object_dir)
+        store = open_image_store(settings)
         reaper = Reaper(sessions, queue, store, settings.max_attempts, settings.max_batch)
-        runner_name = f"exports@{socket.gethostname()}:{os.getpid()}"
+        runner_name = f"exports@{settings.resolved_host_name}:{os.getpid()}"
         loops = [
             BackgroundLoop(reaper, max(1.0, settings.lease_seconds / 3), "reaper"),
             BackgroundLoop(WebhookDispatcher(sessions, settings), WEBHOOK_POLL_SECONDS, "webhooks"),

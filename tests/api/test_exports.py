@@ -271,3 +271,34 @@ def test_a_gallery_view_becomes_the_same_selection(client, farm):
     body = {"format": "zip", "q": "lighthouse", "model": "tiny", "size": "64x64", "date_from": "2026-01-02"}
     export = run_export(client, farm, body)
     assert export["images"] == 2 and export["selection"] == selection.to_json()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_export_into_an_s3_store_downloads_through_a_presigned_url(client, farm, s3_server, monkeypatch, tmp_path):
+    import uuid
+
+    import requests
+
+    from models.s3_store import S3ImageStore
+    from tests.s3_server import aws_env, bucket_keys
+    from tests.s3_server import client as s3_client
+
+    for name, value in aws_env().items():
+        monkeypatch.setenv(name, value)
+    bucket = f"farm-{uuid.uuid4().hex[:10]}"
+    s3_client(s3_server.url).create_bucket(Bucket=bucket)
+    farm.store = S3ImageStore(bucket, "farm/", s3_server.url)
+    with farm.sessions() as session:
+        add_finished_job(session, farm.store, 5, prompt="a red circle")
+    export = run_export(client, farm, {"format": "imagefolder", "all": True})
+    assert (export["status"], export["images"]) == ("succeeded", 5)
+    (item,) = export["files"]
+    assert any(key.startswith("farm/exports/") for key in bucket_keys(s3_client(s3_server.url), bucket))
+    response = client.get(item["url"])
+    if response.status_code == 302:  # SDFARM_OBJECT_REDIRECTS: the bytes come from the store itself
+        data = requests.get(response.headers["Location"], timeout=10).content
+    else:
+        assert response.status_code == 200
+        data = response.get_data()
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert len([name for name in archive.namelist() if name.endswith(".png")]) == 5

@@ -13,9 +13,10 @@ from api.auth import owner_id, owner_scope
 from api.errors import ApiError
 from api.farm import db
 from api.gallery.filters import GalleryFilters
-from api.images import send_stored_file
+from api.objects import send_object
 from api.request_body import parse_body
 from api.schemas import ExportFileOut, ExportIn, ExportList, ExportOut
+from api.visibility import hide_paths
 from models import export as exports
 from models.export import Export
 from models.image_selection import NOT_YET_APPLIED, ImageSelection
@@ -98,7 +99,7 @@ def export_out(export: Export) -> ExportOut:
         images=export.images,
         done=export.done,
         files=files,
-        error=export.error,
+        error=hide_paths(export.error),
         selection=export.selection,
         shard_size=export.shard_size,
         attempts=export.attempts,
@@ -151,4 +152,5 @@ def export_file(export_id: int, number: int) -> Response:
     item = files[number - 1]
     mimetype = "application/x-tar" if item["name"].endswith(".tar") else "application/zip"
     download_name = f"sdfarm-export-{export.id}-{item['name']}"
-    return send_stored_file(item["key"], mimetype, download_name, True, f"file {number} of export {export_id}")
+    missing = f"file {number} of export {export_id} is missing from the object store"
+    return send_object(item["key"], mimetype, download_name, as_attachment=True, missing=missing)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify, redirect, request, send_file
+from flask import Response, jsonify, request
 from sqlalchemy import select
-from werkzeug.wsgi import wrap_file
 
 from api.auth import owner_scope
 from api.errors import ApiError
-from api.farm import db, farm
+from api.farm import db
+from api.objects import send_object
 from api.pagination import next_cursor, page_args
 from api.presenters import image_out
 from api.schemas import ImagePage
@@ -76,39 +76,9 @@ def _send_object(key: str | None, mimetype: str, download_name: str) -> Response
     if not key:
         raise ApiError(404, "this image has no file yet; wait until its status is succeeded")
     as_attachment = request.args.get("download") in {"1", "true"}
-    return send_stored_file(key, mimetype, download_name, as_attachment, "the image file")
-
-
-def send_stored_file(key: str, mimetype: str, download_name: str, as_attachment: bool, what: str) -> Response:
-    """An object from the store: a presigned redirect where the store has them, else streamed; 404 if missing."""
-    store, settings = farm().store, farm().settings
-    if settings.object_redirects:
-        # The browser fetches the bytes from the store itself; the API only signs a short-lived URL.
-        seconds = settings.object_redirect_seconds
-        url = store.presigned_url(key, seconds, mimetype, download_name if as_attachment else None)
-        if url is not None:
-            response = redirect(url, code=302)
-            # Half the URL's life, so a cached redirect never points at an expired signature.
-            response.headers["Cache-Control"] = f"private, max-age={seconds // 2}"
-            return response
-    path = store.local_path(key)
-    if path is not None:
-        response = send_file(
-            path, mimetype=mimetype, download_name=download_name, as_attachment=as_attachment, max_age=86400
-        )
-    else:
-        try:
-            stream, size = store.open(key)
-        except FileNotFoundError:
-            raise ApiError(404, f"{what} is missing from the object store") from None
-        # Streamed in chunks as the store sends them: the API never holds a whole file.
-        response = Response(wrap_file(request.environ, stream), mimetype=mimetype, direct_passthrough=True)
-        response.content_length = size
-        disposition = "attachment" if as_attachment else "inline"
-        response.headers.set("Content-Disposition", disposition, filename=download_name)
-    # Files never change once written (a new attempt gets a new key), so caches may keep them.
-    response.headers["Cache-Control"] = "private, max-age=86400, immutable"
-    return response
+    return send_object(
+        key, mimetype, download_name, as_attachment, missing="the image file is missing from the object store"
+    )
 
 
 def image_file(image_id: int) -> Response:

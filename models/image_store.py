@@ -3,8 +3,8 @@
 Keys are made by the server (see `object_key_for`), never taken from a request, and
 every key is checked to resolve under the store's root before it touches the disk.
 `open_image_store` picks the store from the settings: a directory, or any S3-compatible
-service (`models/s3_store.py`) for farms that span machines. Big objects (export archives) are
-written from a file with `put_fileobj`, which each store streams (never the whole file in memory).
+service (`models/s3_store.py`) for farms that span machines. Big objects (export archives)
+go through `put_fileobj` and `open`, which stream.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
     from models.settings import Settings
@@ -67,11 +67,6 @@ class ImageStore(ABC):
         """A file path the web server can stream from, when the store is on a file system."""
         return None
 
-    def put_fileobj(self, key: str, source: IO[bytes]) -> None:
-        """Store everything `source` holds under key, atomically. Stores override this to stream;
-        this fallback reads it into memory, which only suits small objects."""
-        self.put(key, source.read())
-
     def presigned_url(self, key: str, expires_seconds: int, mimetype: str, download_name: str | None) -> str | None:
         """A short-lived URL a browser can fetch the object from directly, where the store has one."""
         return None
@@ -79,6 +74,11 @@ class ImageStore(ABC):
     def redirect_origin(self) -> str | None:
         """The origin (scheme://host[:port]) presigned URLs point at, for the gallery's CSP."""
         return None
+
+    def put_fileobj(self, key: str, source: BinaryIO) -> None:
+        """Store everything `source` holds under key, atomically. Stores override this to stream;
+        this fallback reads it into memory, which only suits small objects."""
+        self.put(key, source.read())
 
 
 def check_key(key: str) -> str:
@@ -116,7 +116,7 @@ class LocalImageStore(ImageStore):
         finally:
             temp.unlink(missing_ok=True)
 
-    def put_fileobj(self, key: str, source: IO[bytes]) -> None:
+    def put_fileobj(self, key: str, source: BinaryIO) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -172,14 +172,14 @@ def object_key_for(job_id: int, index: int, attempt_token: str, suffix: str) -> 
     return attempt_prefix(job_id, index, attempt_token) + suffix
 
 
-def export_key_for(export_id: int, attempt_token: str, file_name: str) -> str:
-    """The server-chosen key of an export's file: unique per attempt, grouped by export."""
-    return f"exports/{export_id:08d}/{attempt_token[:8]}-{file_name}"
-
-
 def attempt_prefix(job_id: int, index: int, attempt_token: str) -> str:
     """The key prefix every file of one attempt at one image shares (derived from its lease token)."""
     return f"jobs/{job_id:08d}/{index:06d}-{attempt_token[:8]}"
+
+
+def export_key_for(export_id: int, attempt_token: str, file_name: str) -> str:
+    """The server-chosen key of an export's file: unique per attempt, grouped by export."""
+    return f"exports/{export_id:08d}/{attempt_token[:8]}-{file_name}"
 
 
 def open_image_store(settings: Settings) -> ImageStore:

@@ -13,7 +13,7 @@ import base64
 import hashlib
 import uuid
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, BinaryIO
 from urllib.parse import urlsplit
 
 import boto3
@@ -80,10 +80,9 @@ class S3ImageStore(ImageStore):
         digest = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ChecksumSHA256=digest)
 
-    def put_fileobj(self, key: str, source: IO[bytes]) -> None:
-        # boto3's managed transfer: a multipart upload in 8 MB parts for big files (export archives),
-        # visible only once complete, so readers never see half an object.
-        self.client.upload_fileobj(source, self.bucket, self._key(key))
+    def put_fileobj(self, key: str, source: BinaryIO) -> None:
+        # boto3's managed transfer uploads in parts, so an export archive is never held whole.
+        self.client.upload_fileobj(source, self.bucket, self._key(key), ExtraArgs={"ChecksumAlgorithm": "SHA256"})
 
     def read(self, key: str) -> bytes:
         stream, _size = self.open(key)

@@ -176,7 +176,7 @@ class FarmClient:
             TimeElapsedColumn(),
         )
         with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
-            task = progress.add_task("export", total=None, export=export_id, state="waiting")
+            task = progress.add_task("export", total=None, export=export_id, state="queued")
             last = ""
             while True:
                 export = self.export(export_id)

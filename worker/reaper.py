@@ -61,4 +61,3 @@ class Reaper:
             log.warning(
                 "could not delete the files of attempt %s at image %d of job %d: %s", token[:8], index, job_id, error
             )
-

@@ -12,9 +12,10 @@ from sqlalchemy import select
 from api.auth import owner_id, owner_scope
 from api.errors import ApiError
 from api.farm import db
+from api.gallery.filters import GalleryFilters
 from api.objects import send_object
 from api.request_body import parse_body
-from api.schemas import ExportFileOut, ExportIn, ExportOut
+from api.schemas import ExportFileOut, ExportIn, ExportList, ExportOut
 from api.visibility import hide_paths
 from models import export as exports
 from models.export import Export
@@ -48,6 +49,23 @@ def selection_of(request: ExportIn) -> ImageSelection:
         rating=request.rating,
         date_from=request.date_from,
         date_to=request.date_to,
+    )
+
+
+def selection_from_gallery(filters: GalleryFilters) -> ImageSelection:
+    """The selection of a gallery view ("export what I see"): its search and filters, succeeded images only."""
+    width = height = None
+    if filters.size:
+        width, height = (int(side) for side in filters.size.split("x"))
+    return ImageSelection(
+        job_id=filters.job,
+        q=filters.q,
+        model=filters.model,
+        width=width,
+        height=height,
+        seed=filters.seed,
+        date_from=filters.date_from,
+        date_to=filters.date_to,
     )
 
 
@@ -120,7 +138,7 @@ def list_exports() -> Response:
     scope = owner_scope()
     if scope is not None:
         query = query.where(Export.owner_key_id == scope)
-    return jsonify({"exports": [export_out(export).model_dump(mode="json") for export in db().scalars(query)]})
+    return jsonify(ExportList(exports=[export_out(export) for export in db().scalars(query)]).model_dump(mode="json"))
 
 
 def export_file(export_id: int, number: int) -> Response:

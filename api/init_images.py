@@ -10,10 +10,10 @@ from typing import Any
 
 from flask import request
 from PIL import Image as PILImage
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from api.errors import ApiError, fields_from_validation
+from api.errors import ApiError
+from api.job_checks import validate_job
 from api.pictures import MAX_PICTURE_BYTES, decode_base64, decode_pixels, open_picture
 from models.image import Image, ImageStatus
 from models.spec import MAX_SIDE, MIN_SIDE, JobSpec
@@ -137,10 +137,7 @@ def multipart_job(context: dict[str, Any]) -> tuple[JobSpec, Uploads]:
         raise ApiError(400, f"malformed JSON in the 'job' part: {error}") from None
     if not isinstance(document, dict):
         raise _invalid("job", "the 'job' part must be a JSON object")
-    try:
-        spec = JobSpec.model_validate(document, context=context)
-    except ValidationError as error:
-        raise ApiError(422, "invalid job", fields_from_validation(error)) from None
+    spec = validate_job(document, context)
     return spec, Uploads(_read_part("init_image"), _read_part("mask_image"))
 
 

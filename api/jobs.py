@@ -10,10 +10,11 @@ from api.errors import ApiError
 from api.farm import db, farm
 from api.idempotency import submit_once
 from api.init_images import multipart_job
+from api.job_checks import validate_job
 from api.job_status import JobStatus
 from api.pagination import next_cursor, page_args
 from api.presenters import job_out, job_summary, online_workers_by_model
-from api.request_body import parse_body
+from api.request_body import json_object
 from api.schemas import JobPage
 from api.submission import submit_job
 from models import lifecycle
@@ -21,7 +22,6 @@ from models.eta import estimate
 from models.image import Image
 from models.job import Job
 from models.progress import job_progress
-from models.spec import JobSpec
 
 MAX_IMAGES_INLINE = 1000
 
@@ -72,7 +72,7 @@ def create_job() -> tuple[Response, int, dict]:
     if request.mimetype == "multipart/form-data":
         spec, uploads = multipart_job(spec_context())
     else:
-        spec = parse_body(JobSpec, spec_context())
+        spec = validate_job(json_object(), spec_context())
     job, replayed = submit_once(
         "/api/v1/jobs", lambda idempotency: submit_job(farm(), db(), spec, owner_id(), uploads, idempotency)
     )

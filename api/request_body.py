@@ -28,11 +28,17 @@ def json_body() -> Any:
     return document
 
 
-def parse_body(model: type[Model], context: dict[str, Any] | None = None) -> Model:
-    """Validate the JSON body against `model`; 422 naming each bad field."""
+def json_object() -> dict[str, Any]:
+    """The request's JSON body, which must be an object; 422 otherwise."""
     document = json_body()
     if not isinstance(document, dict):
         raise ApiError(422, "the body must be a JSON object", [{"field": "body", "reason": "not an object"}])
+    return document
+
+
+def parse_body(model: type[Model], context: dict[str, Any] | None = None) -> Model:
+    """Validate the JSON body against `model`; 422 naming each bad field."""
+    document = json_object()
     try:
         return model.model_validate(document, context=context)
     except ValidationError as error:

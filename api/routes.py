@@ -179,7 +179,9 @@ API_ROUTES: tuple[Route, ...] = (
         status=202,
         response=schemas.ExportOut,
     ),
-    Route("/api/v1/exports", ("GET",), exports.list_exports, "The caller's newest exports", media="application/json"),
+    Route(
+        "/api/v1/exports", ("GET",), exports.list_exports, "The caller's newest exports", response=schemas.ExportList
+    ),
     Route(
         "/api/v1/exports/<id:export_id>",
         ("GET",),

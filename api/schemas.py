@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, WithJsonSchema, model_validator
 
 from models.spec import MAX_PICTURE_CHARS
 
@@ -283,6 +283,8 @@ class WebhookSettingsOut(BaseModel):
 
 
 ExportFormat = Literal["imagefolder", "webdataset", "zip"]
+# A UTC day as YYYY-MM-DD; its length bound is documented so every request string is bounded.
+Day = Annotated[date, WithJsonSchema({"type": "string", "format": "date", "maxLength": 10})]
 MAX_EXPORT_IDS = 10_000
 
 
@@ -307,8 +309,8 @@ class ExportIn(BaseModel):
     )
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     rating: Literal[-1, 0, 1] | None = Field(default=None, description="1 starred, 0 unrated, -1 rejected.")
-    date_from: date | None = Field(default=None, description="Queued on or after this UTC day.")
-    date_to: date | None = Field(default=None, description="Queued on or before this UTC day.")
+    date_from: Day | None = Field(default=None, description="Queued on or after this UTC day.")
+    date_to: Day | None = Field(default=None, description="Queued on or before this UTC day.")
     all: bool = Field(default=False, description="Every image the caller can see (when nothing else is named).")
     shard_size: int | None = Field(
         default=None, ge=1, le=100_000, description="webdataset: images per tar shard (default 1000)."
@@ -354,3 +356,9 @@ class ExportOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     url: str
+
+
+class ExportList(BaseModel):
+    """The caller's newest exports, newest first."""
+
+    exports: list[ExportOut]

@@ -107,7 +107,8 @@ def iter_selected(
 ) -> Iterator[Image]:
     """The selected images in id order, `chunk` rows per query (keyset paging: memory stays flat).
 
-    Rows are detached from the session once a chunk is done, so a long export does not collect them all.
+    Rows are detached from the session once a chunk is done, so a long export does not collect them all;
+    give it a session of its own (the transaction is ended between chunks).
     """
     dialect = session.get_bind().dialect.name
     for part in _id_slices(selection, chunk):
@@ -116,7 +117,9 @@ def iter_selected(
         while True:
             rows = list(session.scalars(base.where(Image.id > after).order_by(Image.id).limit(chunk)))
             yield from rows
+            # Forget the rows and end the read transaction: a long export holds neither memory nor a snapshot.
             session.expunge_all()
+            session.rollback()
             if len(rows) < chunk:
                 break
             after = rows[-1].id

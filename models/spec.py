@@ -5,7 +5,7 @@ Used by the JSON API and by the gallery's form, so both report the same errors.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
@@ -27,6 +27,16 @@ DEFAULT_PROMPT_CHARS = 2000
 Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_PROMPT_CHARS)]
 NegativePrompt = Annotated[str, StringConstraints(max_length=MAX_PROMPT_CHARS)]
 _PROMPT_LIMIT = "at most SDFARM_MAX_PROMPT_CHARS characters (default 2000)"
+
+
+def whole_job_errors(document: dict[str, Any]) -> list[str]:
+    """The rules about the job as a whole (which fields go together), read from a body or a spec's values."""
+    errors = []
+    if (document.get("prompts") is None) == (document.get("items") is None):
+        errors.append("give exactly one of 'prompts' (a list of strings) or 'items' (a list of objects)")
+    if document.get("init_image") is not None and document.get("init_image_id") is not None:
+        errors.append("give at most one of 'init_image' and 'init_image_id'")
+    return errors
 
 
 class ItemSpec(BaseModel):
@@ -134,10 +144,9 @@ class JobSpec(BaseModel):
 
     @model_validator(mode="after")
     def _prompts_xor_items(self, info: ValidationInfo) -> Self:
-        if (self.prompts is None) == (self.items is None):
-            raise ValueError("give exactly one of 'prompts' (a list of strings) or 'items' (a list of objects)")
-        if self.init_image is not None and self.init_image_id is not None:
-            raise ValueError("give at most one of 'init_image' and 'init_image_id'")
+        problems = whole_job_errors(self.model_dump(include={"prompts", "items", "init_image", "init_image_id"}))
+        if problems:
+            raise ValueError("; ".join(problems))
         cap = (info.context or {}).get("max_images_per_job")
         if cap is not None and self.total > cap:
             raise ValueError(f"this job asks for {self.total} images; the limit per job is {cap}")

@@ -1,6 +1,7 @@
 """The jobs page's submit form: form fields to a JobSpec body, and the API's errors back to each field.
 
-Validation is JobSpec's own (and submit_job's), so the form reports exactly what the JSON API would.
+Validation is the API's own (api/job_checks.py, then submit_job's), so the form reports exactly what the
+JSON API would, every error at once.
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
-from api.errors import fields_from_validation
+from api.errors import ApiError
+from api.job_checks import validate_job
 from models.spec import JobSpec
 
 # Form field name -> label; the names are JobSpec's, so an error's field maps straight back.
@@ -72,9 +72,9 @@ class JobForm:
     def validate(self, context: dict[str, Any]) -> JobSpec | None:
         """The JobSpec, or None with the errors recorded."""
         try:
-            return JobSpec.model_validate(self.spec_body(), context=context)
-        except ValidationError as error:
-            self.add_errors(fields_from_validation(error))
+            return validate_job(self.spec_body(), context)  # every error at once, as the API reports them
+        except ApiError as error:
+            self.add_errors(error.fields)
             return None
 
     def add_errors(self, fields: list[dict[str, str]]) -> None:

@@ -184,6 +184,11 @@ def test_tenants_export_and_see_only_their_own(app, client, farm, tmp_path):
     assert run_export(client, farm, {"format": "zip", "all": True}, headers=as_bob)["images"] == 0
     assert run_export(client, farm, {"format": "zip", "all": True}, headers=as_root)["images"] == 5
     assert client.get(mine["url"], headers=as_bob).status_code == 404
+    listed = {
+        name: client.get("/api/v1/exports", headers=key).json["exports"]
+        for name, key in (("alice", as_alice), ("root", as_root))
+    }
+    assert [e["id"] for e in listed["alice"]] == [mine["id"]] and len(listed["root"]) == 3
     assert client.get(mine["files"][0]["url"], headers=as_bob).status_code == 404
     assert client.get(mine["files"][0]["url"], headers=as_root).status_code == 200
     assert client.get(mine["files"][0]["url"]).status_code == 401
@@ -245,3 +250,55 @@ def test_runners_racing_for_one_export_make_it_once(client, farm):
     assert sorted(results) == [0, 0, 0, 1]
     export = client.get(f"/api/v1/exports/{export_id}").json
     assert (export["status"], export["attempts"]) == ("succeeded", 1)
+
+
+def test_a_gallery_view_becomes_the_same_selection(client, farm):
+    from datetime import date
+
+    from api.exports import selection_from_gallery
+    from api.gallery.filters import GalleryFilters
+
+    filters, errors = GalleryFilters.from_args(
+        {"q": "lighthouse", "model": "tiny", "size": "64x64", "from": "2026-01-02"}
+    )
+    assert not errors
+    selection = selection_from_gallery(filters)
+    assert (selection.q, selection.model, selection.width, selection.height) == ("lighthouse", "tiny", 64, 64)
+    assert selection.date_from == date(2026, 1, 2)
+    with farm.sessions() as session:
+        add_finished_job(session, farm.store, 2, prompt="a lighthouse")
+        add_finished_job(session, farm.store, 2, prompt="a castle")
+    body = {"format": "zip", "q": "lighthouse", "model": "tiny", "size": "64x64", "date_from": "2026-01-02"}
+    export = run_export(client, farm, body)
+    assert export["images"] == 2 and export["selection"] == selection.to_json()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_export_into_an_s3_store_downloads_through_a_presigned_url(client, farm, s3_server, monkeypatch, tmp_path):
+    import uuid
+
+    import requests
+
+    from models.s3_store import S3ImageStore
+    from tests.s3_server import aws_env, bucket_keys
+    from tests.s3_server import client as s3_client
+
+    for name, value in aws_env().items():
+        monkeypatch.setenv(name, value)
+    bucket = f"farm-{uuid.uuid4().hex[:10]}"
+    s3_client(s3_server.url).create_bucket(Bucket=bucket)
+    farm.store = S3ImageStore(bucket, "farm/", s3_server.url)
+    with farm.sessions() as session:
+        add_finished_job(session, farm.store, 5, prompt="a red circle")
+    export = run_export(client, farm, {"format": "imagefolder", "all": True})
+    assert (export["status"], export["images"]) == ("succeeded", 5)
+    (item,) = export["files"]
+    assert any(key.startswith("farm/exports/") for key in bucket_keys(s3_client(s3_server.url), bucket))
+    response = client.get(item["url"])
+    if response.status_code == 302:  # SDFARM_OBJECT_REDIRECTS: the bytes come from the store itself
+        data = requests.get(response.headers["Location"], timeout=10).content
+    else:
+        assert response.status_code == 200
+        data = response.get_data()
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert len([name for name in archive.namelist() if name.endswith(".png")]) == 5

@@ -111,6 +111,31 @@ def test_unknown_ids_are_404(client):
     assert client.post("/api/v1/jobs/999/cancel").status_code == 404
 
 
+def test_every_error_of_a_job_comes_in_one_answer(app, client, settings):
+    """Schema errors, the job-wide rule, an unknown model and unknown or repeated LoRAs: one 422, all named."""
+    body = {
+        "steps": 0,
+        "width": 65,
+        "model": "no-such-model",
+        "loras": [{"name": "nope", "weight": 0.5}, {"name": "nope-either"}],
+        "scheduler": "warp drive",
+    }
+    response = client.post("/api/v1/jobs", json=body)
+    assert response.status_code == 422
+    fields = {f["field"]: f["reason"] for f in response.json["error"]["fields"]}
+    assert set(fields) == {"steps", "width", "scheduler", "body", "model", "loras.0.name", "loras.1.name"}
+    assert "exactly one of 'prompts'" in fields["body"] and "known: " in fields["model"]
+    assert "unknown LoRA 'nope'" in fields["loras.0.name"]
+    multipart = client.post(
+        "/api/v1/jobs",
+        data={"job": '{"prompts": ["a"], "steps": 0, "model": "no-such-model"}'},
+        content_type="multipart/form-data",
+    )
+    assert multipart.status_code == 422
+    assert {f["field"] for f in multipart.json["error"]["fields"]} == {"steps", "model"}
+    _assert_nothing_stored(app, settings.redis_url)
+
+
 def _string_properties(schema: dict, components: dict, path: str = "", seen: frozenset = frozenset()):
     """Every string-typed property reachable from `schema`, with its dotted path."""
     if "$ref" in schema:

@@ -34,6 +34,8 @@ def field_errors(response) -> dict[str, list[str]]:
             {"prompts": ["a"], "scheduler": "warp drive", "seed": -1, "priority": 10},
         ),
         ({"prompts": "a", "model": "nope", "num_images": "2"}, {"prompts": ["a"], "model": "nope", "num_images": 2}),
+        # Every error at once: a field's and the model's, as the API answers them in one 422.
+        ({"prompts": "a", "model": "nope", "steps": "0"}, {"prompts": ["a"], "model": "nope", "steps": 0}),
         ({"prompts": "x" * 2001}, {"prompts": ["x" * 2001]}),
     ],
 )

@@ -5,11 +5,12 @@ Used by the JSON API and by the gallery's form, so both report the same errors.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from models.samplers import find_sampler, sampler_names
+from models.text import prompt_type, single_line_type
 
 MAX_SEED = 2**32 - 1
 MAX_SIDE = 2048
@@ -24,8 +25,10 @@ MAX_PICTURE_BYTES = 10 * 1024 * 1024
 MAX_PICTURE_CHARS = MAX_PICTURE_BYTES * 4 // 3 + 256
 DEFAULT_PROMPT_CHARS = 2000
 
-Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_PROMPT_CHARS)]
-NegativePrompt = Annotated[str, StringConstraints(max_length=MAX_PROMPT_CHARS)]
+Prompt = prompt_type(MAX_PROMPT_CHARS, strip_whitespace=True, min_length=1)
+NegativePrompt = prompt_type(MAX_PROMPT_CHARS)
+Name = single_line_type(MAX_NAME_CHARS)
+Url = single_line_type(MAX_URL_CHARS)
 _PROMPT_LIMIT = "at most SDFARM_MAX_PROMPT_CHARS characters (default 2000)"
 
 
@@ -73,12 +76,11 @@ class JobSpec(BaseModel):
     width: int | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE)
     height: int | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE)
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="Image k of the job gets seed + k.")
-    scheduler: str | None = Field(
+    scheduler: Name | None = Field(
         default=None,
-        max_length=MAX_NAME_CHARS,
         description="Sampler: an A1111 name such as 'DPM++ 2M Karras' or a short one.",
     )
-    model: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
+    model: Name | None = Field(default=None)
     priority: int = Field(default=5, ge=0, le=9, description="Higher runs first on the same model.")
     clip_skip: int = Field(default=1, ge=1, le=12)
     loras: list[LoraSpec] = Field(default_factory=list, max_length=8)
@@ -92,9 +94,8 @@ class JobSpec(BaseModel):
         max_length=MAX_PICTURE_CHARS,
         description="Inpainting mask, base64 or a data URL, the init image's size: white is repainted, black kept.",
     )
-    webhook_url: str | None = Field(
+    webhook_url: Url | None = Field(
         default=None,
-        max_length=MAX_URL_CHARS,
         description="Told when the job ends (job.succeeded, job.failed, job.canceled), signed per Standard Webhooks.",
     )
     webhook_events: list[Literal["image.finished"]] = Field(

@@ -67,15 +67,25 @@ class JobSpec(BaseModel):
         json_schema_extra={"oneOf": [{"required": ["prompts"]}, {"required": ["items"]}]},
     )
 
-    prompts: list[Prompt] | None = Field(default=None, min_length=1)
-    items: list[ItemSpec] | None = Field(default=None, min_length=1)
+    # num_images comes first so that the seed checks of `items` and `seed` can read it.
     num_images: int = Field(default=1, ge=1, le=1000, description="Images per prompt.")
+    prompts: list[Prompt] | None = Field(default=None, min_length=1)
+    items: list[ItemSpec] | None = Field(
+        default=None,
+        min_length=1,
+        description="An item's own seed goes to its first image, seed + 1 to the next: at most 2^32 - num_images.",
+    )
     negative_prompt: NegativePrompt = Field(default="", description=_PROMPT_LIMIT)
     steps: int | None = Field(default=None, ge=1, le=150)
     guidance_scale: float | None = Field(default=None, ge=0.0, le=30.0)
     width: int | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE)
     height: int | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE)
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="Image k of the job gets seed + k.")
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_SEED,
+        description="Image k of the job gets seed + k, so seed + images - 1 must stay within 2^32 - 1.",
+    )
     scheduler: Name | None = Field(
         default=None,
         description="Sampler: an A1111 name such as 'DPM++ 2M Karras' or a short one.",
@@ -123,6 +133,28 @@ class JobSpec(BaseModel):
         for position, text in enumerate(value or []):
             if len(text) > limit:
                 raise ValueError(f"prompt {position} is {len(text)} characters; the limit is {limit}")
+        return value
+
+    @field_validator("items")
+    @classmethod
+    def _item_seeds_in_range(cls, value: list[ItemSpec] | None, info: ValidationInfo) -> list[ItemSpec] | None:
+        copies = info.data.get("num_images", 1)
+        for position, item in enumerate(value or []):
+            if item.seed is not None and item.seed + copies - 1 > MAX_SEED:
+                raise ValueError(
+                    f"item {position}'s seed {item.seed} + {copies - 1} passes {MAX_SEED}; with num_images "
+                    f"{copies} an item's seed may be at most {MAX_SEED - copies + 1}"
+                )
+        return value
+
+    @field_validator("seed")
+    @classmethod
+    def _seeds_in_range(cls, value: int | None, info: ValidationInfo) -> int | None:
+        prompts = info.data.get("prompts") or info.data.get("items") or []
+        total = len(prompts) * info.data.get("num_images", 1)
+        if value is not None and total and value + total - 1 > MAX_SEED:
+            highest = MAX_SEED - total + 1
+            raise ValueError(f"image k gets seed + k and the job has {total} images: the seed may be at most {highest}")
         return value
 
     @field_validator("negative_prompt")

@@ -9,6 +9,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from models.base import MAX_ROW_ID
 from models.samplers import find_sampler, sampler_names
 from models.text import prompt_type, single_line_type
 
@@ -98,7 +99,7 @@ class JobSpec(BaseModel):
     init_image: str | None = Field(
         default=None, max_length=MAX_PICTURE_CHARS, description="Base64 or data URL of the init image (10 MB)."
     )
-    init_image_id: int | None = Field(default=None, ge=1)
+    init_image_id: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
     mask_image: str | None = Field(
         default=None,
         max_length=MAX_PICTURE_CHARS,

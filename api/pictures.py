@@ -26,6 +26,9 @@ MAX_PICTURE_PIXELS = 89_478_485
 # plain text is kept small; ComfyUI and InvokeAI keep whole workflows as JSON, parsed in linear time.
 MAX_TEXT_CHUNK_BYTES = MAX_INFOTEXT_BYTES
 MAX_JSON_CHUNK_BYTES = 1024 * 1024
+# The formats that carry generation parameters and that init images may be; PIL reads many more,
+# some of them with costly or fragile parsers that untrusted bytes should not reach.
+PICTURE_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
 JSON_CHUNKS = frozenset({"workflow", "prompt", "invokeai_metadata", "invokeai_graph", "sd-metadata"})
 
 # Errors PIL raises for malformed or truncated files, depending on the format and where it breaks.
@@ -55,7 +58,7 @@ def decode_base64(encoded: str, field: str) -> bytes:
         raise invalid(field, "not valid base64") from None
 
 
-def open_picture(raw: bytes, field: str, formats: frozenset[str] | None = None) -> PILImage.Image:
+def open_picture(raw: bytes, field: str, formats: frozenset[str] = PICTURE_FORMATS) -> PILImage.Image:
     """The picture's header and metadata (no pixels decoded yet); 4xx naming `field` unless sane.
 
     Refused: more than MAX_PICTURE_BYTES, more than MAX_PICTURE_PIXELS, a format outside `formats`,
@@ -66,13 +69,13 @@ def open_picture(raw: bytes, field: str, formats: frozenset[str] | None = None) 
     try:
         with warnings.catch_warnings():
             # PIL warns between one and two times its pixel limit and raises above; both are refused.
+            # The filter is process-wide for a moment; a request racing it still meets our own check below.
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
-            picture = PILImage.open(io.BytesIO(raw), formats=sorted(formats) if formats else None)
+            picture = PILImage.open(io.BytesIO(raw), formats=sorted(formats))
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
         raise invalid(field, f"has more than {MAX_PICTURE_PIXELS} pixels (a decompression bomb?)") from None
     except PILImage.UnidentifiedImageError:
-        accepted = ", ".join(sorted(formats)) if formats else "a picture format PIL reads"
-        raise invalid(field, f"not a readable picture; send {accepted}") from None
+        raise invalid(field, f"not a readable picture; send {', '.join(sorted(formats))}") from None
     except _BROKEN as error:
         raise invalid(field, f"truncated or corrupt picture ({_describe(error)})") from None
     # PIL's own limit is a module setting that anything may change; ours is checked here.

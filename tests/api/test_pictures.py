@@ -132,6 +132,13 @@ def test_broken_pixels_are_refused_where_pixels_are_decoded(client, name, raw):
         assert response.status_code in (200, 422), response.json  # the metadata before the pixels is readable
 
 
+def test_other_formats_are_refused_naming_the_accepted_ones(client):
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (64, 64)).save(buffer, "GIF")
+    for field, response in [*_png_info_calls(client, buffer.getvalue()), *_job_calls(client, buffer.getvalue())]:
+        _assert_refused(field, response, "JPEG, PNG, WEBP")
+
+
 def test_good_picture_still_reads_and_a_big_json_workflow_is_accepted(client):
     response = client.post("/api/v1/png-info", data={"file": (io.BytesIO(GOOD), "x.png")})
     assert response.status_code == 200 and response.json["parameters"]["seed"] == 1

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.schemas import ImageOut, JobOut, JobSummary
+from api.visibility import hide_paths
 from models.base import utcnow
 from models.image import Image, ImageStatus
 from models.job import Job
@@ -37,7 +38,7 @@ def image_out(image: Image) -> ImageOut:
         loras=image.loras or [],
         status=image.status,
         attempts=image.attempts,
-        error=image.error,
+        error=hide_paths(image.error),
         worker=image.worker,
         progress=image.progress,
         queued_at=image.queued_at,

@@ -14,6 +14,7 @@ from api.errors import ApiError
 from api.farm import db, farm
 from api.pictures import decode_base64
 from api.png_info import read_metadata
+from api.visibility import shown_path
 from models.catalog import list_loras, short_hash
 from models.eta import estimate
 from models.image import Image, ImageStatus
@@ -31,7 +32,7 @@ def sd_models() -> Response:
             model_name=entry.name,
             hash=short_hash(entry.path) if entry.path.exists() else None,
             sha256=None,
-            filename=str(entry.path),
+            filename=shown_path(entry.path),
             config=None,
         )
         for entry in farm().catalog.entries().values()
@@ -58,7 +59,7 @@ def schedulers() -> Response:
 def loras() -> Response:
     """GET /sdapi/v1/loras: the LoRA directory's adapters."""
     found = list_loras(farm().settings.resolved_lora_dir)
-    return jsonify([Lora(name=n, alias=n, path=str(p), metadata={}).model_dump() for n, p in found.items()])
+    return jsonify([Lora(name=n, alias=n, path=shown_path(p), metadata={}).model_dump() for n, p in found.items()])
 
 
 def get_options() -> Response:

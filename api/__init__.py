@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_farm(app, settings)
     register_errors(app)
     register_security(app)
+    register_input_checks(app)
     register_routes(app)
     register_gallery(app)
     return app
@@ -111,6 +112,13 @@ def register_gallery(app: Flask) -> None:
     from api.gallery import register_gallery_blueprint
 
     register_gallery_blueprint(app)
+
+
+def register_input_checks(app: Flask) -> None:
+    """Query-string parameters with control characters get 422 (api/query_text.py)."""
+    from api.query_text import register_query_checks
+
+    register_query_checks(app)
 
 
 def register_routes(app: Flask) -> None:

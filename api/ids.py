@@ -9,6 +9,15 @@ from models.base import MAX_ROW_ID
 MAX_ID = MAX_ROW_ID
 
 
+def parse_id(value: str | None) -> int | None:
+    """A row id from a query string (ASCII digits, 1 to MAX_ID), or None for anything else."""
+    if value and value.isascii() and value.isdigit() and len(value) <= len(str(MAX_ID)):
+        number = int(value)
+        if 1 <= number <= MAX_ID:
+            return number
+    return None
+
+
 class IdConverter(BaseConverter):
     """Matches positive integers that fit a 64-bit column; anything larger is a plain 404."""
 

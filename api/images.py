@@ -8,6 +8,7 @@ from sqlalchemy import select
 from api.auth import owner_scope
 from api.errors import ApiError
 from api.farm import db
+from api.ids import MAX_ID
 from api.objects import send_object
 from api.pagination import next_cursor, page_args
 from api.presenters import image_out
@@ -30,8 +31,10 @@ def _int_arg(name: str) -> int | None:
     value = request.args.get(name)
     if value in (None, ""):
         return None
-    if not value.isdigit() or len(value) > 18:
-        raise ApiError(400, f"{name} must be a non-negative integer", [{"field": name, "reason": "not an integer"}])
+    # ASCII digits only ("²".isdigit() is true), and at most a 64-bit column's maximum.
+    if not (value.isascii() and value.isdigit() and len(value) <= 19 and int(value) <= MAX_ID):
+        reason = f"not an integer from 0 to {MAX_ID}"
+        raise ApiError(400, f"{name} must be an integer from 0 to {MAX_ID}", [{"field": name, "reason": reason}])
     return int(value)
 
 

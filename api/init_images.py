@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from api.job_checks import validate_job
-from api.pictures import MAX_PICTURE_BYTES, decode_base64, decode_pixels, open_picture
+from api.pictures import MAX_PICTURE_BYTES, PICTURE_FORMATS, decode_base64, decode_pixels, open_picture
 from models.image import Image, ImageStatus
 from models.spec import MAX_SIDE, MIN_SIDE, JobSpec
 
-ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
+ACCEPTED_FORMATS = PICTURE_FORMATS
 MAX_INIT_BYTES = MAX_PICTURE_BYTES
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import request
 
 from api.errors import ApiError
+from api.ids import parse_id
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -21,11 +22,12 @@ def page_args() -> tuple[int, int | None]:
     cursor = request.args.get("cursor")
     if cursor is None or cursor == "":
         return limit, None
-    if not cursor.isdigit() or len(cursor) > 18:
+    number = parse_id(cursor)
+    if number is None:
         raise ApiError(
             400, "cursor must be a next_cursor value from a previous page", [{"field": "cursor", "reason": "invalid"}]
         )
-    return limit, int(cursor)
+    return limit, number
 
 
 def next_cursor(ids: list[int], limit: int) -> str | None:

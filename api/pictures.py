@@ -22,11 +22,15 @@ from models.spec import MAX_PICTURE_BYTES
 
 # PIL's own default (about 89 megapixels): above it a picture is taken for a decompression bomb.
 MAX_PICTURE_PIXELS = 89_478_485
-# Text chunks (PNG tEXt/zTXt/iTXt, EXIF): parsers of other tools' metadata are not all linear, so
-# plain text is kept small; ComfyUI and InvokeAI keep whole workflows as JSON, parsed in linear time.
+# Text chunks (PNG tEXt/zTXt/iTXt, EXIF) for png-info. The ones read as plain text (A1111's infotext,
+# and the keys sd-parsers reads with regular expressions, not all of them linear) are kept small;
+# any other chunk (ComfyUI's and InvokeAI's JSON workflows, XMP) may hold what PIL itself allows.
 MAX_TEXT_CHUNK_BYTES = MAX_INFOTEXT_BYTES
 MAX_JSON_CHUNK_BYTES = 1024 * 1024
-JSON_CHUNKS = frozenset({"workflow", "prompt", "invokeai_metadata", "invokeai_graph", "sd-metadata"})
+TEXT_CHUNKS = frozenset({"parameters", "Dream", "Source", "Description", "Comment", "Software", "exif"})
+# The formats that carry generation parameters and that init images may be; PIL reads many more,
+# some of them with costly or fragile parsers that untrusted bytes should not reach.
+PICTURE_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
 
 # Errors PIL raises for malformed or truncated files, depending on the format and where it breaks.
 _BROKEN = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, KeyError, TypeError)
@@ -55,24 +59,24 @@ def decode_base64(encoded: str, field: str) -> bytes:
         raise invalid(field, "not valid base64") from None
 
 
-def open_picture(raw: bytes, field: str, formats: frozenset[str] | None = None) -> PILImage.Image:
+def open_picture(raw: bytes, field: str, formats: frozenset[str] = PICTURE_FORMATS) -> PILImage.Image:
     """The picture's header and metadata (no pixels decoded yet); 4xx naming `field` unless sane.
 
     Refused: more than MAX_PICTURE_BYTES, more than MAX_PICTURE_PIXELS, a format outside `formats`,
-    a file PIL cannot read, and text chunks over their limits (see `text_chunks`).
+    and a file PIL cannot read.
     """
     if len(raw) > MAX_PICTURE_BYTES:
         raise invalid(field, f"is {len(raw)} bytes; the limit is {MAX_PICTURE_BYTES}", status=413)
     try:
         with warnings.catch_warnings():
             # PIL warns between one and two times its pixel limit and raises above; both are refused.
+            # The filter is process-wide for a moment; a request racing it still meets our own check below.
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
-            picture = PILImage.open(io.BytesIO(raw), formats=sorted(formats) if formats else None)
+            picture = PILImage.open(io.BytesIO(raw), formats=sorted(formats))
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
         raise invalid(field, f"has more than {MAX_PICTURE_PIXELS} pixels (a decompression bomb?)") from None
     except PILImage.UnidentifiedImageError:
-        accepted = ", ".join(sorted(formats)) if formats else "a picture format PIL reads"
-        raise invalid(field, f"not a readable picture; send {accepted}") from None
+        raise invalid(field, f"not a readable picture; send {', '.join(sorted(formats))}") from None
     except _BROKEN as error:
         raise invalid(field, f"truncated or corrupt picture ({_describe(error)})") from None
     # PIL's own limit is a module setting that anything may change; ours is checked here.
@@ -80,7 +84,6 @@ def open_picture(raw: bytes, field: str, formats: frozenset[str] | None = None) 
         raise invalid(
             field, f"is {picture.width}x{picture.height}, more than {MAX_PICTURE_PIXELS} pixels (a decompression bomb?)"
         )
-    text_chunks(picture, field)
     return picture
 
 
@@ -95,24 +98,20 @@ def decode_pixels(picture: PILImage.Image, field: str, mode: str) -> PILImage.Im
 def text_chunks(picture: PILImage.Image, field: str) -> dict[str, str]:
     """The picture's text metadata; 422 naming the chunk and its limit when one is too large.
 
-    JSON chunks of known tools may hold MAX_JSON_CHUNK_BYTES, other text MAX_TEXT_CHUNK_BYTES,
-    EXIF (where JPEG and WebP keep A1111's parameters) MAX_TEXT_CHUNK_BYTES.
+    Chunks read as plain text (TEXT_CHUNKS, EXIF among them) may hold MAX_TEXT_CHUNK_BYTES, others
+    MAX_JSON_CHUNK_BYTES.
     """
     texts: dict[str, str] = {}
     for key, value in picture.info.items():
-        if not isinstance(key, str):
+        # Of the binary metadata only EXIF is parsed (for A1111's UserComment); ICC profiles and such are not.
+        if not isinstance(key, str) or not (isinstance(value, str) or (key == "exif" and isinstance(value, bytes))):
             continue
-        if key == "exif" and isinstance(value, bytes | bytearray):
-            if len(value) > MAX_TEXT_CHUNK_BYTES:
-                raise invalid(field, f"its EXIF data is {len(value)} bytes; the limit is {MAX_TEXT_CHUNK_BYTES}")
-            continue
-        if not isinstance(value, str):
-            continue
-        size = len(value.encode("utf-8", "surrogatepass"))
-        limit = MAX_JSON_CHUNK_BYTES if key in JSON_CHUNKS else MAX_TEXT_CHUNK_BYTES
+        size = len(value.encode("utf-8", "surrogatepass")) if isinstance(value, str) else len(value)
+        limit = MAX_TEXT_CHUNK_BYTES if key in TEXT_CHUNKS else MAX_JSON_CHUNK_BYTES
         if size > limit:
-            raise invalid(field, f"text chunk {key[:40]!r} is {size} bytes; the limit is {limit}")
-        texts[key] = value
+            raise invalid(field, f"its {key[:40]!r} metadata is {size} bytes; the limit is {limit}")
+        if isinstance(value, str):
+            texts[key] = value
     return texts
 
 

@@ -29,6 +29,7 @@ from api.a1111 import info as a1111_info
 from api.a1111 import schemas as a1111_schemas
 from api.gallery import sign_in
 from api.gallery import views as gallery
+from api.ids import MAX_ID
 from api.pagination import MAX_LIMIT
 from models.spec import JobSpec
 
@@ -74,10 +75,10 @@ LIMIT = Query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, 
 CURSOR = Query("cursor", {"type": "string", "pattern": "^[0-9]{1,18}$"}, "next_cursor of the previous page.")
 PAGE = (LIMIT, CURSOR)
 IMAGE_FILTERS = (
-    Query("job_id", {"type": "integer", "minimum": 0}),
+    Query("job_id", {"type": "integer", "minimum": 0, "maximum": MAX_ID}),
     Query("status", {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "canceled"]}),
     Query("model", {"type": "string"}),
-    Query("seed", {"type": "integer", "minimum": 0}),
+    Query("seed", {"type": "integer", "minimum": 0, "maximum": MAX_ID}),
 )
 IDEMPOTENCY_KEY = Query(
     "Idempotency-Key",

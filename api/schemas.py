@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, WithJsonSchema, model_validator
 
-from models.spec import MAX_PICTURE_CHARS
+from models.spec import MAX_PICTURE_CHARS, Url
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 ImageStatusName = Literal["queued", "running", "succeeded", "failed", "canceled"]
@@ -269,7 +269,7 @@ class WebhookSettingsIn(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    url: str | None = Field(default=None, max_length=2000)
+    url: Url | None = Field(default=None)
     new_secret: bool = Field(default=False, description="Make a new signing secret for this key (shown once).")
 
 

@@ -121,7 +121,8 @@ def submit_job(
     session.add(job)
     session.flush()
     now = utcnow()
-    base_seed = spec.seed if spec.seed is not None else secrets.randbelow(MAX_SEED + 1)
+    # A random seed leaves room for seed + k (k < total) within MAX_SEED, as a given one must.
+    base_seed = spec.seed if spec.seed is not None else secrets.randbelow(max(1, MAX_SEED + 2 - spec.total))
     rows = []
     for position, item in enumerate(spec.expanded_items()):
         for copy in range(spec.num_images):

@@ -5,11 +5,13 @@ Used by the JSON API and by the gallery's form, so both report the same errors.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Self
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from models.base import MAX_ROW_ID
 from models.samplers import find_sampler, sampler_names
+from models.text import prompt_type, single_line_type
 
 MAX_SEED = 2**32 - 1
 MAX_SIDE = 2048
@@ -24,8 +26,10 @@ MAX_PICTURE_BYTES = 10 * 1024 * 1024
 MAX_PICTURE_CHARS = MAX_PICTURE_BYTES * 4 // 3 + 256
 DEFAULT_PROMPT_CHARS = 2000
 
-Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_PROMPT_CHARS)]
-NegativePrompt = Annotated[str, StringConstraints(max_length=MAX_PROMPT_CHARS)]
+Prompt = prompt_type(MAX_PROMPT_CHARS, strip_whitespace=True, min_length=1)
+NegativePrompt = prompt_type(MAX_PROMPT_CHARS)
+Name = single_line_type(MAX_NAME_CHARS)
+Url = single_line_type(MAX_URL_CHARS)
 _PROMPT_LIMIT = "at most SDFARM_MAX_PROMPT_CHARS characters (default 2000)"
 
 
@@ -74,21 +78,30 @@ class JobSpec(BaseModel):
         json_schema_extra={"oneOf": [{"required": ["prompts"]}, {"required": ["items"]}]},
     )
 
-    prompts: list[Prompt] | None = Field(default=None, min_length=1)
-    items: list[ItemSpec] | None = Field(default=None, min_length=1)
+    # num_images comes first so that the seed checks of `items` and `seed` can read it.
     num_images: int = Field(default=1, ge=1, le=1000, description="Images per prompt.")
+    prompts: list[Prompt] | None = Field(default=None, min_length=1)
+    items: list[ItemSpec] | None = Field(
+        default=None,
+        min_length=1,
+        description="An item's own seed goes to its first image, seed + 1 to the next: at most 2^32 - num_images.",
+    )
     negative_prompt: NegativePrompt = Field(default="", description=_PROMPT_LIMIT)
     steps: int | None = Field(default=None, ge=1, le=150)
     guidance_scale: float | None = Field(default=None, ge=0.0, le=30.0)
     width: int | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE)
     height: int | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE)
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="Image k of the job gets seed + k.")
-    scheduler: str | None = Field(
+    seed: int | None = Field(
         default=None,
-        max_length=MAX_NAME_CHARS,
+        ge=0,
+        le=MAX_SEED,
+        description="Image k of the job gets seed + k, so seed + images - 1 must stay within 2^32 - 1.",
+    )
+    scheduler: Name | None = Field(
+        default=None,
         description="Sampler: an A1111 name such as 'DPM++ 2M Karras' or a short one.",
     )
-    model: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
+    model: Name | None = Field(default=None)
     priority: int = Field(default=5, ge=0, le=9, description="Higher runs first on the same model.")
     clip_skip: int = Field(default=1, ge=1, le=12)
     loras: list[LoraSpec] = Field(default_factory=list, max_length=8)
@@ -96,15 +109,14 @@ class JobSpec(BaseModel):
     init_image: str | None = Field(
         default=None, max_length=MAX_PICTURE_CHARS, description="Base64 or data URL of the init image (10 MB)."
     )
-    init_image_id: int | None = Field(default=None, ge=1)
+    init_image_id: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
     mask_image: str | None = Field(
         default=None,
         max_length=MAX_PICTURE_CHARS,
         description="Inpainting mask, base64 or a data URL, the init image's size: white is repainted, black kept.",
     )
-    webhook_url: str | None = Field(
+    webhook_url: Url | None = Field(
         default=None,
-        max_length=MAX_URL_CHARS,
         description="Told when the job ends (job.succeeded, job.failed, job.canceled), signed per Standard Webhooks.",
     )
     webhook_events: list[Literal["image.finished"]] = Field(
@@ -132,6 +144,28 @@ class JobSpec(BaseModel):
         for position, text in enumerate(value or []):
             if len(text) > limit:
                 raise ValueError(f"prompt {position} is {len(text)} characters; the limit is {limit}")
+        return value
+
+    @field_validator("items")
+    @classmethod
+    def _item_seeds_in_range(cls, value: list[ItemSpec] | None, info: ValidationInfo) -> list[ItemSpec] | None:
+        copies = info.data.get("num_images", 1)
+        for position, item in enumerate(value or []):
+            if item.seed is not None and item.seed + copies - 1 > MAX_SEED:
+                raise ValueError(
+                    f"item {position}'s seed {item.seed} + {copies - 1} passes {MAX_SEED}; with num_images "
+                    f"{copies} an item's seed may be at most {MAX_SEED - copies + 1}"
+                )
+        return value
+
+    @field_validator("seed")
+    @classmethod
+    def _seeds_in_range(cls, value: int | None, info: ValidationInfo) -> int | None:
+        prompts = info.data.get("prompts") or info.data.get("items") or []
+        total = len(prompts) * info.data.get("num_images", 1)
+        if value is not None and total and value + total - 1 > MAX_SEED:
+            highest = MAX_SEED - total + 1
+            raise ValueError(f"image k gets seed + k and the job has {total} images: the seed may be at most {highest}")
         return value
 
     @field_validator("negative_prompt")

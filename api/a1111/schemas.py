@@ -11,9 +11,12 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints
 
 from models.spec import MAX_NAME_CHARS, MAX_PICTURE_CHARS, MAX_SEED
+from models.text import prompt_type, single_line_type
 
 Picture = Annotated[str, StringConstraints(max_length=MAX_PICTURE_CHARS)]
-Name = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)]
+Name = single_line_type(MAX_NAME_CHARS)
+ShortName = single_line_type(100)
+A1111Prompt = prompt_type(20_000)
 
 
 class Txt2ImgRequest(BaseModel):
@@ -21,14 +24,14 @@ class Txt2ImgRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    prompt: str = Field(default="", max_length=20_000)
-    negative_prompt: str = Field(default="", max_length=20_000)
+    prompt: A1111Prompt = ""
+    negative_prompt: A1111Prompt = ""
     seed: int = Field(default=-1, ge=-1, le=MAX_SEED, description="-1: random.")
     subseed: int = Field(default=-1, description="Ignored (variation seeds are not supported); `info` says so.")
     subseed_strength: float = 0.0
-    sampler_name: str | None = Field(default=None, max_length=100)
-    sampler_index: str | None = Field(default=None, max_length=100, description="Older name of sampler_name.")
-    scheduler: str | None = Field(default=None, max_length=100, description="automatic, karras, ...")
+    sampler_name: ShortName | None = None
+    sampler_index: ShortName | None = Field(default=None, description="Older name of sampler_name.")
+    scheduler: ShortName | None = Field(default=None, description="automatic, karras, ...")
     batch_size: int = Field(default=1, ge=1, le=64)
     n_iter: int = Field(default=1, ge=1, le=1000)
     steps: int = Field(default=20, ge=1, le=150)

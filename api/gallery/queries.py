@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from api.gallery.filters import GalleryFilters
 from api.gallery.search import PromptSearch
+from api.ids import parse_id
 from models.image import Image
 from models.job import Job
 
@@ -27,7 +28,7 @@ class Cursor:
     @classmethod
     def from_args(cls, args) -> Cursor:
         """Read `before` / `after` from the query string; anything but a plain id means the first page."""
-        return cls(before=_id_arg(args.get("before")), after=_id_arg(args.get("after")))
+        return cls(before=parse_id(args.get("before")), after=parse_id(args.get("after")))
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,3 @@ def job_list(session: Session, scope: int | None, cursor: Cursor, size: int = 20
         query = query.where(Job.owner_key_id == scope)
     return keyset_page(session, query, Job.id, cursor, size)
 
-
-def _id_arg(value: str | None) -> int | None:
-    if value and value.isascii() and value.isdigit() and len(value) <= 18:
-        return int(value)
-    return None

@@ -13,6 +13,7 @@ from api.gallery.forms import FIELDS, JobForm
 from api.gallery.parameters import image_infotext, more_like_this
 from api.gallery.queries import Cursor, gallery_images, job_list
 from api.gallery.search import search_for_dialect
+from api.ids import parse_id
 from api.images import find_image
 from api.jobs import spec_context
 from api.presenters import job_out, online_workers_by_model
@@ -65,8 +66,11 @@ def jobs_page() -> str:
     """GET /jobs: jobs with live progress, and the form (prefilled from `?from_image=<id>`)."""
     form = JobForm()
     source = request.args.get("from_image", "")
-    if source.isascii() and source.isdigit():
-        image = find_image(int(source))
+    if source:
+        image_id = parse_id(source)
+        if image_id is None:
+            raise ApiError(404, f"no image with id {source[:30]}")
+        image = find_image(image_id)
         form = JobForm.from_spec_body(more_like_this(image_infotext(image, farm().store), image, 1))
     return _render_jobs(form)
 

@@ -47,6 +47,10 @@ BAD_JOBS = [
     ({"prompts": ["ok"], "model": "x" * 201}, "model"),
     ({"prompts": ["ok"], "webhook_url": "https://example.com/" + "x" * 2000}, "webhook_url"),
     ({"prompts": ["ok"], "loras": [{"name": "x" * 101}]}, "loras.0.name"),
+    # issue #12: seed + k passed the documented maximum
+    ({"prompts": ["ok"], "num_images": 2, "seed": 2**32 - 1}, "seed"),
+    ({"prompts": ["a", "b"], "num_images": 3, "seed": 2**32 - 5}, "seed"),
+    ({"items": [{"prompt": "a", "seed": 2**32 - 2}], "num_images": 3}, "items"),
 ]
 
 
@@ -187,3 +191,20 @@ def test_job_lists_return_summaries_and_one_job_its_spec(client):
     assert first["first_prompt"] == "a red circle" and first["prompt_count"] == 40
     one = client.get(f"/api/v1/jobs/{first['id']}?images=0").json
     assert one["spec"]["items"][0]["negative_prompt"] == long_negative
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_seeds_stay_in_range_up_to_the_last_image(client):
+    top = 2**32 - 1
+    job = client.post("/api/v1/jobs", json={"prompts": ["a", "b"], "num_images": 3, "seed": top - 5})
+    items = client.post("/api/v1/jobs", json={"items": [{"prompt": "a", "seed": top - 2}], "num_images": 3})
+    drawn = client.post("/api/v1/jobs", json={"prompts": ["a"] * 10, "num_images": 100})
+    for response in (job, items, drawn):
+        assert response.status_code == 202, response.json
+    seeds = {}
+    for response in (job, items, drawn):
+        images = client.get(f"/api/v1/jobs/{response.json['id']}").json["images"]
+        seeds[response.json["id"]] = [image["seed"] for image in images]
+    assert seeds[job.json["id"]] == list(range(top - 5, top + 1))
+    assert seeds[items.json["id"]] == [top - 2, top - 1, top]
+    assert max(seeds[drawn.json["id"]]) <= top

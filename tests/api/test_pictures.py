@@ -59,11 +59,13 @@ BOMBS = [
     ("bomb-warning", _bomb(10_000, 10_000), str(MAX_PICTURE_PIXELS)),  # PIL only warns
     ("bomb-ours", _bomb(9_500, 9_500), str(MAX_PICTURE_PIXELS)),  # over our limit, under PIL's
 ]
+# Text chunks matter to png-info only: an init image's are never read (nor stored).
 TEXT_BOMBS = [
     ("text-chunk", _png(texts={"parameters": "x" * (MAX_TEXT_CHUNK_BYTES + 1)}), str(MAX_TEXT_CHUNK_BYTES)),
-    ("ztxt-chunk", _png(texts={"parameters": "x" * (2 * MAX_JSON_CHUNK_BYTES)}, compress=True), "bytes"),
+    ("source-chunk", _png(texts={"Source": "x" * (MAX_TEXT_CHUNK_BYTES + 1)}), str(MAX_TEXT_CHUNK_BYTES)),
     ("json-chunk", _png(texts={"workflow": "{" + " " * MAX_JSON_CHUNK_BYTES + "}"}), str(MAX_JSON_CHUNK_BYTES)),
 ]
+ZTXT_BOMB = _png(texts={"parameters": "x" * (2 * MAX_JSON_CHUNK_BYTES)}, compress=True)
 # Broken before the pixel data: nothing can be read, png-info included.
 BROKEN_HEADERS = [
     ("cut-in-signature", GOOD[:5]),
@@ -110,12 +112,23 @@ def _assert_refused(field: str, response, mention: str = "") -> None:
     assert mention in fields[field], (mention, fields[field])
 
 
-@pytest.mark.parametrize(("name", "raw", "mention"), BOMBS + TEXT_BOMBS, ids=[c[0] for c in BOMBS + TEXT_BOMBS])
-def test_bombs_are_refused_naming_the_field_and_the_limit(client, name, raw, mention):
+@pytest.mark.parametrize(("name", "raw", "mention"), BOMBS, ids=[c[0] for c in BOMBS])
+def test_decompression_bombs_are_refused_naming_the_field_and_the_limit(client, name, raw, mention):
+    for field, response in [*_png_info_calls(client, raw), *_job_calls(client, raw)]:
+        _assert_refused(field, response, mention)
+
+
+@pytest.mark.parametrize(("name", "raw", "mention"), TEXT_BOMBS, ids=[c[0] for c in TEXT_BOMBS])
+def test_oversized_text_chunks_are_refused_by_png_info_naming_the_limit(client, name, raw, mention):
     for field, response in _png_info_calls(client, raw):
         _assert_refused(field, response, mention)
-    for field, response in _job_calls(client, raw):
-        _assert_refused(field, response, mention if name.startswith("bomb") else "")
+    job = {"prompts": ["a"], "steps": 2, "strength": 0.5, "init_image": _b64(raw)}
+    assert client.post("/api/v1/jobs", json=job).status_code == 202
+
+
+def test_a_compressed_text_bomb_is_refused_everywhere(client):
+    for field, response in [*_png_info_calls(client, ZTXT_BOMB), *_job_calls(client, ZTXT_BOMB)]:
+        _assert_refused(field, response, str(MAX_JSON_CHUNK_BYTES))
 
 
 @pytest.mark.parametrize(("name", "raw"), BROKEN_HEADERS, ids=[c[0] for c in BROKEN_HEADERS])
@@ -130,6 +143,13 @@ def test_broken_pixels_are_refused_where_pixels_are_decoded(client, name, raw):
         _assert_refused(field, response, "truncated or corrupt")
     for _field, response in _png_info_calls(client, raw):
         assert response.status_code in (200, 422), response.json  # the metadata before the pixels is readable
+
+
+def test_other_formats_are_refused_naming_the_accepted_ones(client):
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (64, 64)).save(buffer, "GIF")
+    for field, response in [*_png_info_calls(client, buffer.getvalue()), *_job_calls(client, buffer.getvalue())]:
+        _assert_refused(field, response, "JPEG, PNG, WEBP")
 
 
 def test_good_picture_still_reads_and_a_big_json_workflow_is_accepted(client):

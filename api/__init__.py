@@ -23,6 +23,13 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+def content_security_policy(store_origin: str | None) -> str:
+    """The CSP; images may also come from the object store's origin when files are served by redirect."""
+    if not store_origin:
+        return CONTENT_SECURITY_POLICY
+    return CONTENT_SECURITY_POLICY.replace("img-src 'self'", f"img-src 'self' {store_origin}", 1)
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app; nothing connects to the database or Redis until a request needs it."""
     settings = settings or Settings()
@@ -63,7 +70,9 @@ def register_security(app: Flask) -> None:
     from api.routes import public_endpoints
 
     public = PUBLIC_ENDPOINTS | public_endpoints()
-    settings = app.extensions["sdfarm"].settings
+    farm = app.extensions["sdfarm"]
+    settings = farm.settings
+    policy = content_security_policy(farm.store.redirect_origin() if settings.object_redirects else None)
 
     @app.before_request
     def _authenticate() -> None:
@@ -90,7 +99,7 @@ def register_security(app: Flask) -> None:
 
     @app.after_request
     def _headers(response: Response) -> Response:
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("Content-Security-Policy", policy)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")

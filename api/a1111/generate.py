@@ -100,7 +100,8 @@ def _checkpoint(request: Txt2ImgRequest) -> ModelEntry:
     entry = find_checkpoint(str(named))
     if entry is None:
         known = ", ".join(sorted(farm().catalog.entries()))
-        raise _invalid("override_settings.sd_model_checkpoint", f"unknown checkpoint {named!r}; known: {known}")
+        reason = f"unknown checkpoint {str(named)[:100]!r}; known: {known}"
+        raise _invalid("override_settings.sd_model_checkpoint", reason)
     return entry
 
 

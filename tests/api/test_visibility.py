@@ -10,6 +10,7 @@ from sqlalchemy import update
 from api.auth import create_key
 from api.routes import served_routes
 from api.visibility import hide_paths
+from models.export import Export
 from models.worker_record import WorkerRecord
 from tests.farm_harness import REPO
 from tests.gallery.rows import add_images
@@ -40,8 +41,17 @@ def farm_rows(app, tmp_path, models_dir):
             session.add(WorkerRecord(name=name, host="farm1", pid=1, device="cpu", model="tiny", state="busy"))
             session.flush()
             session.execute(update(WorkerRecord).where(WorkerRecord.name == name).values(current_job_id=job_id))
+        export = Export(owner_key_id=alice.id, format="zip", selection={"job_id": alice_job}, status="failed")
+        export.error = f"OSError: cannot write {tmp_path}/exports"
+        session.add(export)
         session.commit()
-        ids = {"alice_job": alice_job, "bob_job": bob_job, "failed_image": failed.id, "failed_job": failed.job_id}
+        ids = {
+            "alice_job": alice_job,
+            "bob_job": bob_job,
+            "failed_image": failed.id,
+            "failed_job": failed.job_id,
+            "export": export.id,
+        }
     headers = {
         name: {"Authorization": f"Bearer {secret}"}
         for name, secret in (("alice", alice_secret), ("bob", bob_secret), ("admin", admin_secret))
@@ -98,15 +108,15 @@ def test_no_answer_to_a_tenant_names_a_server_path(app, client, farm_rows, model
     """Every GET route of the API (and A1111's), answered to a key that is not an admin."""
     headers, ids = farm_rows
     roots = {str(models_dir), str(tmp_path), str(REPO), str(app.extensions["sdfarm"].settings.resolved_lora_dir)}
-    values = {"job_id": ids["failed_job"], "image_id": ids["failed_image"]}
+    values = {"job_id": ids["failed_job"], "image_id": ids["failed_image"], "export_id": ids["export"], "number": 1}
     checked = 0
     for route in served_routes(app.extensions["sdfarm"].settings):
         if "GET" not in route.methods or "<name>" in route.rule:
             continue
         url = re.sub(r"<id:(\w+)>", lambda match: str(values[match.group(1)]), route.rule)
         response = client.get(url, headers=headers["alice"])
-        # The failed image has no file: its file and thumbnail answer 404, whose body is checked as well.
-        assert response.status_code == (404 if route.media in {"image/png", "image/webp"} else 200), url
+        # The failed image and export have no files: their files answer 404, whose body is checked as well.
+        assert response.status_code == (404 if route.media in {"image/png", "image/webp", "application/octet-stream"} else 200), url
         body = response.get_data(as_text=True) if not response.mimetype.startswith("image/") else ""
         leaked = [root for root in roots if root in body]
         assert not leaked, f"{url} shows {leaked}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import statistics
 import tempfile
 import threading
@@ -123,6 +124,8 @@ class SimulatedFleet:
         await self.redis.aclose()
 
     async def _gpu(self, index: int) -> None:
+        # Real GPUs do not all start in the same instant: spread the first beats and claims over a batch.
+        await asyncio.sleep(random.uniform(0, GPU_BATCH_SECONDS))
         name = f"sim{index}@central-bench"
         stats = WorkerStats()
         stats.loaded()
@@ -360,7 +363,12 @@ def measure_scale(
             runner = threading.Thread(target=lambda: asyncio.run(fleet.run(done)), name="fleet")
             runner.start()
             clients = Pollers(farm.url, job_ids[0], poll_clients, 1.0).start() if poll_clients else None
+            # Warm up until most GPUs have saved a batch (a big fleet takes a while to get going).
+            settle_by = time.monotonic() + max(warmup, 90.0)
             time.sleep(warmup)
+            while fleet.counters.batches < gpus // 2 and time.monotonic() < settle_by:
+                time.sleep(0.5)
+            warmed = round(time.monotonic() - started - submit_seconds, 1)
             me = psutil.Process()
             reset_statements(database_url)
             first_count, first_cpu, first_fleet = succeeded_count(farm.sessions), central.cpu(), me.cpu_times()
@@ -400,6 +408,7 @@ def measure_scale(
     return {
         "simulated_gpus": gpus,
         "seconds": round(wall, 1),
+        "warmup_seconds": warmed,
         "nominal_images_per_second": round(nominal, 1),
         "recorded_images_per_second": round(recorded / wall, 1),
         "recorded_images": recorded,

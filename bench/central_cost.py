@@ -69,6 +69,28 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def postgres_cpu_by_role(postmaster: int) -> dict[str, float]:
+    """PostgreSQL's CPU seconds split by process title: client backends, autovacuum, background writers,
+    and processes already ended (short-lived autovacuum workers, closed connections)."""
+    try:
+        root = psutil.Process(postmaster)
+        children = root.children()
+        times = root.cpu_times()
+    except psutil.NoSuchProcess:
+        return {}
+    split = {"backends": 0.0, "autovacuum": 0.0, "background": times.user + times.system, "ended": 0.0}
+    split["ended"] = times.children_user + times.children_system
+    for child in children:
+        try:
+            title = " ".join(child.cmdline())
+            used = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        role = "autovacuum" if "autovacuum" in title else "backends" if "127.0.0.1(" in title else "background"
+        split[role] += used.user + used.system
+    return split
+
+
 @dataclass
 class CentralProcesses:
     """The processes whose CPU is the control plane's cost: PostgreSQL, Redis and the API."""
@@ -371,6 +393,7 @@ def measure_scale(
             warmed = round(time.monotonic() - started - submit_seconds, 1)
             me = psutil.Process()
             reset_statements(database_url)
+            first_roles = postgres_cpu_by_role(postgres.postmaster_pid())
             first_count, first_cpu, first_fleet = succeeded_count(farm.sessions), central.cpu(), me.cpu_times()
             first_machine = psutil.cpu_times()
             first_counters = dict(vars(fleet.counters))
@@ -378,6 +401,7 @@ def measure_scale(
             time.sleep(seconds)
             wall = time.monotonic() - first_wall
             last_count, last_cpu, last_fleet = succeeded_count(farm.sessions), central.cpu(), me.cpu_times()
+            last_roles = postgres_cpu_by_role(postgres.postmaster_pid())
             last_machine = psutil.cpu_times()
             statements = top_statements(database_url, last_count - first_count)
             counters = {
@@ -414,6 +438,10 @@ def measure_scale(
         "recorded_images": recorded,
         "central_ms_per_image": round(total_ms, 3),
         "central_ms_per_image_by_part": per_image,
+        "postgres_ms_per_image_by_role": {
+            role: round((last_roles.get(role, 0) - first_roles.get(role, 0)) * 1000 / max(recorded, 1), 3)
+            for role in first_roles
+        },
         "central_cores_busy": {name: round(value / wall, 3) for name, value in central_seconds.items()},
         "fleet_cores_busy": round(fleet_seconds / wall, 3),
         "machine_cores_busy": round(machine_busy / wall, 2),
@@ -445,10 +473,16 @@ def run(
     latency_pollers: int = 0,
     settings_overrides: dict | None = None,
     report=print,
+    durable: bool = True,
 ) -> dict:
     """Central cost at each fleet size, on one private PostgreSQL server (fsync on, as in production)."""
-    postgres = PostgresServer(durable=True, options={"shared_preload_libraries": STATEMENT_STATS}).start()
-    results: dict = {"gpu_batch_seconds": GPU_BATCH_SECONDS, "gpu_batch_size": GPU_BATCH_SIZE, "scales": []}
+    postgres = PostgresServer(durable=durable, options={"shared_preload_libraries": STATEMENT_STATS}).start()
+    results: dict = {
+        "gpu_batch_seconds": GPU_BATCH_SECONDS,
+        "gpu_batch_size": GPU_BATCH_SIZE,
+        "postgres_fsync": durable,
+        "scales": [],
+    }
     try:
         for gpus in gpu_counts:
             figures = measure_scale(

@@ -195,12 +195,13 @@ def claim(sessions: sessionmaker[Session], *, model: str, worker: str, max_batch
                 )
                 .execution_options(synchronize_session=False)
             )
-            session.commit()
+            # Read back inside the claim's own transaction: one commit, no second transaction to open.
             items = list(
                 session.scalars(
                     select(Image).options(joinedload(Image.job)).where(Image.lease_token == token).order_by(Image.id)
                 )
             )
+            session.commit()
             session.expunge_all()
         if items:
             return Claim(token, items)

@@ -360,6 +360,56 @@ def poll_for(url: str, job_id: int, count: int, interval: float, seconds: float)
     return pollers.stop()
 
 
+def poll_server_time(postgres: PostgresServer, work_dir: Path, images: int = 10_000, polls: int = 200) -> dict:
+    """Median in-process time of one status poll of an `images`-image job: computed, cached, and 304.
+
+    Runs the Flask app in this process (no HTTP, no gunicorn), one request at a time, so the
+    figure is the API's and the database's work per poll without queueing for the cores.
+    """
+    from api import create_app
+    from sdfarm.migrate import upgrade
+    from sdfarm.redis_server import RedisServer
+
+    redis_server = RedisServer(work_dir / "poll-redis").start()
+    try:
+        with scratch_database(postgres.url) as database_url:
+            upgrade(database_url)
+            settings = Settings(
+                data_dir=work_dir / "poll",
+                database_url=database_url,
+                redis_url=redis_server.url,
+                model=MODEL,
+                max_images_per_job=images,
+                rate_limit_per_minute=0,
+                auth="off",
+            )
+            app = create_app(settings)
+            client = app.test_client()
+            body = {"prompts": [f"p{i}" for i in range(100)], "num_images": images // 100, "model": MODEL}
+            job_id = client.post("/api/v1/jobs", json=body).json["id"]
+            url = f"/api/v1/jobs/{job_id}?images=0"
+            cache = app.extensions["sdfarm"].status_cache
+            figures = {}
+            for label, seconds, conditional in (
+                ("computed", 0.0, False),
+                ("cached", 3600.0, False),
+                ("304", 3600.0, True),
+            ):
+                cache.seconds = seconds
+                etag = client.get(url).headers["ETag"]
+                headers = {"If-None-Match": etag} if conditional else {}
+                took = []
+                for _ in range(polls):
+                    started = time.perf_counter()
+                    client.get(url, headers=headers)
+                    took.append(time.perf_counter() - started)
+                figures[f"{label}_ms"] = round(statistics.median(took) * 1000, 2)
+            app.extensions["sdfarm"].engine.dispose()
+            return {"job_images": images, **figures}
+    finally:
+        redis_server.stop()
+
+
 def measure_scale(
     postgres: PostgresServer,
     work_dir: Path,
@@ -509,6 +559,9 @@ def run(
         "scales": [],
     }
     try:
+        if latency_pollers:
+            results["poll_server_time"] = poll_server_time(postgres, work_dir)
+            report(f"status poll, in process, one at a time: {results['poll_server_time']}")
         for gpus in gpu_counts:
             figures = measure_scale(
                 postgres,

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.job_status import StatusCache
 from models.catalog import ModelCatalog
 from models.db import make_engine, make_session_factory
-from models.image_store import ImageStore, LocalImageStore
+from models.image_store import ImageStore, open_image_store
 from models.queue import RenderQueue, make_celery
 from models.settings import Settings
 
@@ -36,7 +36,7 @@ class Farm:
             settings=settings,
             engine=engine,
             sessions=make_session_factory(engine),
-            store=LocalImageStore(settings.resolved_object_dir),
+            store=open_image_store(settings),
             queue=RenderQueue(make_celery(settings), settings.redis_url),
             catalog=ModelCatalog(settings.resolved_models_dir, settings.model),
             status_cache=StatusCache(settings.status_cache_seconds),

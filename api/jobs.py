@@ -12,7 +12,7 @@ from api.idempotency import submit_once
 from api.init_images import multipart_job
 from api.job_status import JobStatus
 from api.pagination import next_cursor, page_args
-from api.presenters import job_out, online_workers_by_model
+from api.presenters import job_out, job_summary, online_workers_by_model
 from api.request_body import parse_body
 from api.schemas import JobPage
 from api.submission import submit_job
@@ -111,7 +111,7 @@ def get_job(job_id: int) -> Response:
 
 
 def list_jobs() -> Response:
-    """GET /api/v1/jobs: newest first, `limit` and `cursor`."""
+    """GET /api/v1/jobs: newest first, `limit` and `cursor`; summaries (a job's spec can be large)."""
     limit, cursor = page_args()
     session = db()
     query = select(Job).order_by(Job.id.desc()).limit(limit)
@@ -124,7 +124,7 @@ def list_jobs() -> Response:
     progress = job_progress(session, jobs)
     serving = online_workers_by_model(session, farm().settings.worker_offline_seconds)
     page = JobPage(
-        jobs=[job_out(job, progress[job.id], serving) for job in jobs],
+        jobs=[job_summary(job, progress[job.id], serving) for job in jobs],
         next_cursor=next_cursor([job.id for job in jobs], limit),
     )
     return jsonify(page.model_dump(mode="json"))

@@ -61,7 +61,8 @@ class Heartbeat:
         """Write one heartbeat row."""
         snapshot = self.stats.snapshot()
         values = dict(
-            host=socket.gethostname(),
+            # The name's host part: SDFARM_HOST_NAME where set, so two containers on one machine differ.
+            host=self.name.rpartition("@")[2] or socket.gethostname(),
             pid=os.getpid(),
             device=self.device_info.get("device", "cpu"),
             gpu_name=self.device_info.get("gpu_name"),

@@ -74,9 +74,16 @@ class ResultStore:
             recorded = set()
         for item_id, values in written:
             if item_id not in recorded:
-                self.store.delete(values["object_key"])
-                self.store.delete(values["thumb_key"])
+                self._discard(item_id, values)
         return len(recorded)
+
+    def _discard(self, item_id: int, values: dict) -> None:
+        """Delete the files of an image whose row was not recorded (the reaper retries if this fails)."""
+        try:
+            self.store.delete(values["object_key"])
+            self.store.delete(values["thumb_key"])
+        except Exception as error:
+            log.warning("could not delete the unrecorded files of image %s: %s", item_id, error)
 
     def _write_files(self, token: str, rendered: Rendered) -> dict:
         item = rendered.item

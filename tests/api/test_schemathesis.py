@@ -24,10 +24,18 @@ def api_schema(request, tmp_path, redis_server, models_dir):
     url = f"sqlite:///{tmp_path / 'sdfarm.db'}"
     upgrade(url)
     auth = "on" if request.param == "auth-on" else "off"
-    # A small cap keeps generated jobs cheap; rate limits off, or the fuzzer would only see 429s.
+    # A small cap keeps generated jobs cheap; rate limits off, or the fuzzer would only see 429s (its
+    # requests without a key, checking they get 401, would soon use up the address's 401 allowance).
     app = create_app(
         make_settings(
-            tmp_path, url, redis_server.url, models_dir, auth=auth, max_images_per_job=20, rate_limit_per_minute=0
+            tmp_path,
+            url,
+            redis_server.url,
+            models_dir,
+            auth=auth,
+            max_images_per_job=20,
+            rate_limit_per_minute=0,
+            auth_failures_per_minute=0,
         )
     )
     headers = {}

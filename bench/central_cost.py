@@ -203,35 +203,38 @@ class SimulatedFleet:
             self.counters.empty_claims += 1
             return
         stats.busy(claim.items[0].job_id)
-        lease = asyncio.create_task(self._keep_lease(claim.token))
+        renewing = threading.Lock()  # as LeaseKeeper.renewing: a renewal never races the batch's save
+        lease = asyncio.create_task(self._keep_lease(claim.token, renewing))
         await asyncio.sleep(GPU_BATCH_SECONDS)  # the GPU renders
         await self._call(record_batch, self.queue.redis, MODEL, GPU_BATCH_SECONDS, len(claim.items))
         stats.idle()
         await slots.acquire()
         rendered = [Rendered(item, self.picture, GPU_BATCH_SECONDS / len(claim.items)) for item in claim.items]
-        task = asyncio.create_task(self._save(claim.token, rendered, lease, slots, stats))
+        task = asyncio.create_task(self._save(claim.token, rendered, lease, renewing, slots, stats))
         saves.add(task)
         task.add_done_callback(saves.discard)
 
-    async def _save(self, token, rendered, lease: asyncio.Task, slots: asyncio.Semaphore, stats) -> None:
+    async def _save(self, token, rendered, lease: asyncio.Task, renewing, slots: asyncio.Semaphore, stats) -> None:
         try:
-            stored = await self._call(self.results.save_batch, token, rendered)
+            stored = await self._call(self.results.save_batch, token, rendered, renewing)
             stats.finished(stored)
             self.counters.batches += 1
         finally:
             lease.cancel()
             slots.release()
 
-    async def _keep_lease(self, token: str) -> None:
+    async def _keep_lease(self, token: str, renewing: threading.Lock) -> None:
         interval = renewal_interval(self.settings.lease_seconds)
         while True:
             await asyncio.sleep(interval)
-            held = await self._call(
-                lifecycle.renew, self.sessions, token=token, lease_seconds=self.settings.lease_seconds, progress=0.5
-            )
+            held = await self._call(self._renew, token, renewing)
             self.counters.renewals += 1
             if held == 0:
                 return
+
+    def _renew(self, token: str, renewing: threading.Lock) -> int:
+        with renewing:
+            return lifecycle.renew(self.sessions, token=token, lease_seconds=self.settings.lease_seconds, progress=0.5)
 
     async def _heartbeat(self, heartbeat: Heartbeat) -> None:
         while True:

@@ -74,6 +74,10 @@ def job_events(job_id: int) -> Response:
                 if time.monotonic() >= deadline:
                     return  # the client reconnects after `retry` and resumes from Last-Event-ID
                 time.sleep(TICK_SECONDS)
+                # A comment line each tick: a client that went away fails this write within a tick
+                # or two, which ends the stream and frees its thread and its slot (and idle proxies
+                # see traffic).
+                yield ": keep-alive\n\n"
                 status = job_status(job_id, False)
                 close_db()
         finally:

@@ -154,6 +154,17 @@ def test_event_stream_under_gunicorn(settings, tmp_path):
             requests.post(f"{base}/api/v1/jobs/{job_id}/cancel", timeout=30).raise_for_status()
             names = [line for line in lines if line.startswith("event:")]
         assert names[-1] == "event: end" and names.count("event: image") == 3
+        # A client that goes away gives its slot back within a few ticks (the keep-alive write fails).
+        live = requests.post(base + "/api/v1/jobs", json={"prompts": ["b"], "num_images": 1}, timeout=30).json()["id"]
+        first = requests.get(f"{base}/api/v1/jobs/{live}/events", stream=True, timeout=30)
+        assert first.status_code == 200
+        first.close()
+        deadline = time.monotonic() + 15
+        while (again := requests.get(f"{base}/api/v1/jobs/{live}/events", stream=True, timeout=30)).status_code == 503:
+            again.close()
+            assert time.monotonic() < deadline, "the slot of a closed stream was never given back"
+            time.sleep(0.5)
+        again.close()
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -21,6 +21,7 @@ from sqlalchemy import and_, or_, select
 from api.errors import ApiError
 from api.farm import close_db, db, farm
 from api.jobs import job_status
+from api.visibility import hide_paths
 from models.image import FINAL_STATUSES, Image, ImageStatus
 
 TICK_SECONDS = 1.0
@@ -73,6 +74,10 @@ def job_events(job_id: int) -> Response:
                 if time.monotonic() >= deadline:
                     return  # the client reconnects after `retry` and resumes from Last-Event-ID
                 time.sleep(TICK_SECONDS)
+                # A comment line each tick: a client that went away fails this write within a tick
+                # or two, which ends the stream and frees its thread and its slot (and idle proxies
+                # see traffic).
+                yield ": keep-alive\n\n"
                 status = job_status(job_id, False)
                 close_db()
         finally:
@@ -114,7 +119,7 @@ def _image_event(row) -> dict:
         "id": row.id,
         "index": row.index,
         "status": row.status,
-        "error": row.error,
+        "error": hide_paths(row.error),
         "url": f"/api/v1/images/{row.id}/file" if done else None,
         "thumbnail_url": f"/api/v1/images/{row.id}/thumbnail" if done and row.thumb_key else None,
         "finished_at": row.finished_at.isoformat(),

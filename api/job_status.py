@@ -26,31 +26,36 @@ class JobStatus:
 
 
 class StatusCache:
-    """Recently computed job statuses, keyed by (job id, with images); thread-safe, bounded in size."""
+    """Recently computed job statuses, keyed by (job id, with images, full view); thread-safe, bounded in size.
+
+    The full view (an admin, or auth off) sees server paths in image errors that a tenant sees
+    hidden (api/visibility.py), so the two views are cached apart.
+    """
 
     def __init__(self, seconds: float, size: int = 1024):
         self.seconds = seconds
         self.size = size
-        self._entries: OrderedDict[tuple[int, bool], JobStatus] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, bool, bool], JobStatus] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, job_id: int, with_images: bool) -> JobStatus | None:
+    def get(self, job_id: int, with_images: bool, full_view: bool) -> JobStatus | None:
         """The cached status if it is still fresh."""
         with self._lock:
-            entry = self._entries.get((job_id, with_images))
+            entry = self._entries.get((job_id, with_images, full_view))
         if entry is None or entry.expires <= time.monotonic():
             return None
         return entry
 
-    def put(self, job_id: int, with_images: bool, owner_key_id: int | None, body: dict) -> JobStatus:
+    def put(self, job_id: int, with_images: bool, full_view: bool, owner_key_id: int | None, body: dict) -> JobStatus:
         """Remember a freshly computed body (kept only when caching is on) and return it with its ETag."""
         encoded = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
         etag = hashlib.blake2b(encoded, digest_size=12).hexdigest()
         entry = JobStatus(owner_key_id, body, etag, time.monotonic() + self.seconds)
         if self.seconds > 0:
+            key = (job_id, with_images, full_view)
             with self._lock:
-                self._entries[(job_id, with_images)] = entry
-                self._entries.move_to_end((job_id, with_images))
+                self._entries[key] = entry
+                self._entries.move_to_end(key)
                 while len(self._entries) > self.size:
                     self._entries.popitem(last=False)
         return entry
@@ -58,5 +63,6 @@ class StatusCache:
     def forget(self, job_id: int) -> None:
         """Drop a job's entries (after a change made through this process, such as a cancel)."""
         with self._lock:
-            for key in [(job_id, False), (job_id, True)]:
-                self._entries.pop(key, None)
+            for with_images in (False, True):
+                for full_view in (False, True):
+                    self._entries.pop((job_id, with_images, full_view), None)

@@ -17,6 +17,7 @@ from api.presenters import job_out, job_summary, online_workers_by_model
 from api.request_body import json_object
 from api.schemas import JobPage
 from api.submission import submit_job
+from api.visibility import full_view
 from models import lifecycle
 from models.eta import estimate
 from models.image import Image
@@ -86,10 +87,11 @@ def create_job() -> tuple[Response, int, dict]:
 def job_status(job_id: int, with_images: bool) -> JobStatus:
     """The job's status body and ETag, from this process's cache when fresh; 404 for a job the caller may not see."""
     cache = farm().status_cache
-    status = cache.get(job_id, with_images)
+    full = full_view()
+    status = cache.get(job_id, with_images, full)
     if status is None:
         job = find_job(job_id)
-        return cache.put(job_id, with_images, job.owner_key_id, render_job(job, with_images))
+        return cache.put(job_id, with_images, full, job.owner_key_id, render_job(job, with_images))
     scope = owner_scope()
     if scope is not None and status.owner_key_id != scope:
         raise ApiError(404, f"no job with id {job_id}")

@@ -12,7 +12,9 @@ process's own CPU (the fleet) is reported apart and never counted as central.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
+import random
 import statistics
 import tempfile
 import threading
@@ -66,6 +68,28 @@ def tree_cpu_seconds(pid: int) -> float:
             continue
         total += times.user + times.system + times.children_user + times.children_system
     return total
+
+
+def postgres_cpu_by_role(postmaster: int) -> dict[str, float]:
+    """PostgreSQL's CPU seconds split by process title: client backends, autovacuum, background writers,
+    and processes already ended (short-lived autovacuum workers, closed connections)."""
+    try:
+        root = psutil.Process(postmaster)
+        children = root.children()
+        times = root.cpu_times()
+    except psutil.NoSuchProcess:
+        return {}
+    split = {"backends": 0.0, "autovacuum": 0.0, "background": times.user + times.system, "ended": 0.0}
+    split["ended"] = times.children_user + times.children_system
+    for child in children:
+        try:
+            title = " ".join(child.cmdline())
+            used = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        role = "autovacuum" if "autovacuum" in title else "backends" if "127.0.0.1(" in title else "background"
+        split[role] += used.user + used.system
+    return split
 
 
 @dataclass
@@ -123,6 +147,8 @@ class SimulatedFleet:
         await self.redis.aclose()
 
     async def _gpu(self, index: int) -> None:
+        # Real GPUs do not all start in the same instant: spread the first beats and claims over a batch.
+        await asyncio.sleep(random.uniform(0, GPU_BATCH_SECONDS))
         name = f"sim{index}@central-bench"
         stats = WorkerStats()
         stats.loaded()
@@ -177,35 +203,38 @@ class SimulatedFleet:
             self.counters.empty_claims += 1
             return
         stats.busy(claim.items[0].job_id)
-        lease = asyncio.create_task(self._keep_lease(claim.token))
+        renewing = threading.Lock()  # as LeaseKeeper.renewing: a renewal never races the batch's save
+        lease = asyncio.create_task(self._keep_lease(claim.token, renewing))
         await asyncio.sleep(GPU_BATCH_SECONDS)  # the GPU renders
         await self._call(record_batch, self.queue.redis, MODEL, GPU_BATCH_SECONDS, len(claim.items))
         stats.idle()
         await slots.acquire()
         rendered = [Rendered(item, self.picture, GPU_BATCH_SECONDS / len(claim.items)) for item in claim.items]
-        task = asyncio.create_task(self._save(claim.token, rendered, lease, slots, stats))
+        task = asyncio.create_task(self._save(claim.token, rendered, lease, renewing, slots, stats))
         saves.add(task)
         task.add_done_callback(saves.discard)
 
-    async def _save(self, token, rendered, lease: asyncio.Task, slots: asyncio.Semaphore, stats) -> None:
+    async def _save(self, token, rendered, lease: asyncio.Task, renewing, slots: asyncio.Semaphore, stats) -> None:
         try:
-            stored = await self._call(self.results.save_batch, token, rendered)
+            stored = await self._call(self.results.save_batch, token, rendered, renewing)
             stats.finished(stored)
             self.counters.batches += 1
         finally:
             lease.cancel()
             slots.release()
 
-    async def _keep_lease(self, token: str) -> None:
+    async def _keep_lease(self, token: str, renewing: threading.Lock) -> None:
         interval = renewal_interval(self.settings.lease_seconds)
         while True:
             await asyncio.sleep(interval)
-            held = await self._call(
-                lifecycle.renew, self.sessions, token=token, lease_seconds=self.settings.lease_seconds, progress=0.5
-            )
+            held = await self._call(self._renew, token, renewing)
             self.counters.renewals += 1
             if held == 0:
                 return
+
+    def _renew(self, token: str, renewing: threading.Lock) -> int:
+        with renewing:
+            return lifecycle.renew(self.sessions, token=token, lease_seconds=self.settings.lease_seconds, progress=0.5)
 
     async def _heartbeat(self, heartbeat: Heartbeat) -> None:
         while True:
@@ -275,6 +304,7 @@ class Pollers:
         self.url, self.job_id, self.count, self.interval = url, job_id, count, interval
         self.latencies: list[float] = []
         self.failures = 0
+        self.not_modified = 0
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._poll, daemon=True) for _ in range(count)]
 
@@ -287,10 +317,20 @@ class Pollers:
     def _poll(self) -> None:
         session = requests.Session()
         mine = []
+        etag = None
+        # Start spread over one interval, as independent clients would.
+        self._stop.wait(random.uniform(0, self.interval))
         while not self._stop.is_set():
             started = time.perf_counter()
             try:
-                session.get(f"{self.url}/api/v1/jobs/{self.job_id}?images=0", timeout=30).raise_for_status()
+                # A well-behaved client sends back the ETag it has; an unchanged status costs a 304.
+                headers = {"If-None-Match": etag} if etag else {}
+                answer = session.get(f"{self.url}/api/v1/jobs/{self.job_id}?images=0", headers=headers, timeout=30)
+                if answer.status_code == 304:
+                    self.not_modified += 1
+                else:
+                    answer.raise_for_status()
+                    etag = answer.headers.get("ETag")
                 mine.append(time.perf_counter() - started)
             except requests.RequestException:
                 self.failures += 1
@@ -307,11 +347,70 @@ class Pollers:
             return {"pollers": self.count, "requests": 0, "failures": self.failures}
         return {
             "pollers": self.count,
+            "interval_seconds": self.interval,
             "requests": len(latencies),
+            "not_modified": self.not_modified,
             "failures": self.failures,
             "median_ms": round(statistics.median(latencies) * 1000, 2),
             "p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000, 2),
         }
+
+
+def poll_for(url: str, job_id: int, count: int, interval: float, seconds: float) -> dict:
+    """Run `count` pollers for `seconds` and summarise (the body of the latency process)."""
+    pollers = Pollers(url, job_id, count, interval).start()
+    time.sleep(seconds)
+    return pollers.stop()
+
+
+def poll_server_time(postgres: PostgresServer, work_dir: Path, images: int = 10_000, polls: int = 200) -> dict:
+    """Median in-process time of one status poll of an `images`-image job: computed, cached, and 304.
+
+    Runs the Flask app in this process (no HTTP, no gunicorn), one request at a time, so the
+    figure is the API's and the database's work per poll without queueing for the cores.
+    """
+    from api import create_app
+    from sdfarm.migrate import upgrade
+    from sdfarm.redis_server import RedisServer
+
+    redis_server = RedisServer(work_dir / "poll-redis").start()
+    try:
+        with scratch_database(postgres.url) as database_url:
+            upgrade(database_url)
+            settings = Settings(
+                data_dir=work_dir / "poll",
+                database_url=database_url,
+                redis_url=redis_server.url,
+                model=MODEL,
+                max_images_per_job=images,
+                rate_limit_per_minute=0,
+                auth="off",
+            )
+            app = create_app(settings)
+            client = app.test_client()
+            body = {"prompts": [f"p{i}" for i in range(100)], "num_images": images // 100, "model": MODEL}
+            job_id = client.post("/api/v1/jobs", json=body).json["id"]
+            url = f"/api/v1/jobs/{job_id}?images=0"
+            cache = app.extensions["sdfarm"].status_cache
+            figures = {}
+            for label, seconds, conditional in (
+                ("computed", 0.0, False),
+                ("cached", 3600.0, False),
+                ("304", 3600.0, True),
+            ):
+                cache.seconds = seconds
+                etag = client.get(url).headers["ETag"]
+                headers = {"If-None-Match": etag} if conditional else {}
+                took = []
+                for _ in range(polls):
+                    started = time.perf_counter()
+                    client.get(url, headers=headers)
+                    took.append(time.perf_counter() - started)
+                figures[f"{label}_ms"] = round(statistics.median(took) * 1000, 2)
+            app.extensions["sdfarm"].engine.dispose()
+            return {"job_images": images, **figures}
+    finally:
+        redis_server.stop()
 
 
 def measure_scale(
@@ -360,9 +459,15 @@ def measure_scale(
             runner = threading.Thread(target=lambda: asyncio.run(fleet.run(done)), name="fleet")
             runner.start()
             clients = Pollers(farm.url, job_ids[0], poll_clients, 1.0).start() if poll_clients else None
+            # Warm up until most GPUs have saved a batch (a big fleet takes a while to get going).
+            settle_by = time.monotonic() + max(warmup, 90.0)
             time.sleep(warmup)
+            while fleet.counters.batches < gpus // 2 and time.monotonic() < settle_by:
+                time.sleep(0.5)
+            warmed = round(time.monotonic() - started - submit_seconds, 1)
             me = psutil.Process()
             reset_statements(database_url)
+            first_roles = postgres_cpu_by_role(postgres.postmaster_pid())
             first_count, first_cpu, first_fleet = succeeded_count(farm.sessions), central.cpu(), me.cpu_times()
             first_machine = psutil.cpu_times()
             first_counters = dict(vars(fleet.counters))
@@ -370,6 +475,7 @@ def measure_scale(
             time.sleep(seconds)
             wall = time.monotonic() - first_wall
             last_count, last_cpu, last_fleet = succeeded_count(farm.sessions), central.cpu(), me.cpu_times()
+            last_roles = postgres_cpu_by_role(postgres.postmaster_pid())
             last_machine = psutil.cpu_times()
             statements = top_statements(database_url, last_count - first_count)
             counters = {
@@ -377,9 +483,13 @@ def measure_scale(
             }
             latency = None
             if latency_pollers:
-                latency_clients = Pollers(farm.url, job_ids[0], latency_pollers, 0.0).start()
-                time.sleep(min(10.0, seconds))
-                latency = latency_clients.stop()
+                # In a process of their own: in this one they would wait for the fleet's GIL, not the API.
+                spawn = multiprocessing.get_context("spawn")
+                with spawn.Pool(1) as pool:
+                    latency = [
+                        pool.apply(poll_for, (farm.url, job_ids[0], latency_pollers, interval, min(10.0, seconds)))
+                        for interval in (1.0, 0.0)
+                    ]
             polled = clients.stop() if clients else None
             done.set()
             runner.join()
@@ -400,11 +510,16 @@ def measure_scale(
     return {
         "simulated_gpus": gpus,
         "seconds": round(wall, 1),
+        "warmup_seconds": warmed,
         "nominal_images_per_second": round(nominal, 1),
         "recorded_images_per_second": round(recorded / wall, 1),
         "recorded_images": recorded,
         "central_ms_per_image": round(total_ms, 3),
         "central_ms_per_image_by_part": per_image,
+        "postgres_ms_per_image_by_role": {
+            role: round((last_roles.get(role, 0) - first_roles.get(role, 0)) * 1000 / max(recorded, 1), 3)
+            for role in first_roles
+        },
         "central_cores_busy": {name: round(value / wall, 3) for name, value in central_seconds.items()},
         "fleet_cores_busy": round(fleet_seconds / wall, 3),
         "machine_cores_busy": round(machine_busy / wall, 2),
@@ -436,11 +551,20 @@ def run(
     latency_pollers: int = 0,
     settings_overrides: dict | None = None,
     report=print,
+    durable: bool = True,
 ) -> dict:
     """Central cost at each fleet size, on one private PostgreSQL server (fsync on, as in production)."""
-    postgres = PostgresServer(durable=True, options={"shared_preload_libraries": STATEMENT_STATS}).start()
-    results: dict = {"gpu_batch_seconds": GPU_BATCH_SECONDS, "gpu_batch_size": GPU_BATCH_SIZE, "scales": []}
+    postgres = PostgresServer(durable=durable, options={"shared_preload_libraries": STATEMENT_STATS}).start()
+    results: dict = {
+        "gpu_batch_seconds": GPU_BATCH_SECONDS,
+        "gpu_batch_size": GPU_BATCH_SIZE,
+        "postgres_fsync": durable,
+        "scales": [],
+    }
     try:
+        if latency_pollers:
+            results["poll_server_time"] = poll_server_time(postgres, work_dir)
+            report(f"status poll, in process, one at a time: {results['poll_server_time']}")
         for gpus in gpu_counts:
             figures = measure_scale(
                 postgres,
@@ -468,7 +592,10 @@ def summary_line(figures: dict) -> str:
         f"fleet {figures['fleet_cores_busy']} cores, machine {figures['machine_cores_busy']} of "
         f"{figures['machine_cores']} busy"
     )
-    if figures["status_poll_latency"]:
-        latency = figures["status_poll_latency"]
-        line += f"; {latency['pollers']} pollers: median {latency.get('median_ms')} ms, p99 {latency.get('p99_ms')} ms"
+    for latency in figures["status_poll_latency"] or []:
+        pace = f"every {latency['interval_seconds']:g} s" if latency.get("interval_seconds") else "flat out"
+        line += (
+            f"; {latency['pollers']} pollers {pace}: median {latency.get('median_ms')} ms, "
+            f"p99 {latency.get('p99_ms')} ms"
+        )
     return line

@@ -33,8 +33,6 @@ class Image(Base):
 
     __tablename__ = "images"
     __table_args__ = (
-        # The claim query: queued items of one model, highest priority first, oldest first.
-        Index("ix_images_claim", "model", "status", "priority", "id"),
         Index("ix_images_job_index", "job_id", "index", unique=True),
         Index("ix_images_status_id", "status", "id"),
         Index("ix_images_lease", "status", "lease_expires_at"),
@@ -91,3 +89,8 @@ class Image(Base):
     nsfw: Mapped[bool] = mapped_column(Boolean, default=False)
 
     job: Mapped[Job] = relationship(back_populates="images")
+
+
+# The claim query: queued items of one model, highest priority first, oldest first; in exactly that
+# order, so no other index (the primary key's id order) can look as good to the planner.
+Index("ix_images_claim", Image.model, Image.status, Image.priority.desc(), Image.id)

@@ -131,32 +131,21 @@ def enqueue(session: Session, *, rows: list[dict[str, Any]]) -> None:
 
 
 def claim(sessions: sessionmaker[Session], *, model: str, worker: str, max_batch: int, lease_seconds: float):
-    """queued -> running: the best batch for `model` (top item by priority and age, plus compatible peers
-    of the same priority).
+    """queued -> running: the best batch for `model` (top item by priority and age, plus compatible peers).
 
     Returns a Claim, or None when nothing is claimable.
     """
     for _ in range(CLAIM_RACES):  # another worker may win the race for the same rows; try the next best
         queued = and_(Image.model == model, Image.status == ImageStatus.QUEUED)
         with sessions() as session:
-            # The oldest item of the highest waiting priority, in two index probes: the claim index
-            # runs (model, status, priority, id) ascending, so "priority DESC, id" in one ORDER BY
-            # would sort every queued row of the model, and a long queue made each claim slow.
-            top = select(func.max(Image.priority)).where(queued).scalar_subquery()
-            head_columns = (Image.id, Image.batch_key, Image.run_alone, Image.priority)
+            # The oldest item of the highest waiting priority: the first entry of the claim index,
+            # which is kept in this order (priority descending, then id), however long the queue.
             head = session.execute(
-                select(*head_columns)
-                .where(queued, Image.priority == top, _job_not_canceled())
-                .order_by(Image.id)
+                select(Image.id, Image.batch_key, Image.run_alone, Image.priority)
+                .where(queued, _job_not_canceled())
+                .order_by(Image.priority.desc(), Image.id)
                 .limit(1)
             ).first()
-            if head is None:  # that level is all a canceled job's (a cancel in flight): look further down
-                head = session.execute(
-                    select(*head_columns)
-                    .where(queued, _job_not_canceled())
-                    .order_by(Image.priority.desc(), Image.id)
-                    .limit(1)
-                ).first()
         if head is None:
             return None
         token = uuid.uuid4().hex
@@ -164,14 +153,11 @@ def claim(sessions: sessionmaker[Session], *, model: str, worker: str, max_batch
             select(Image.id)
             .where(
                 queued,
-                # Peers share the head's priority: one index range in id order, however long the queue.
-                Image.priority == head.priority,
-                Image.id >= head.id,
                 Image.batch_key == head.batch_key,
                 # An item that was in a batch when its worker died runs alone (see Image.run_alone).
                 Image.id == head.id if head.run_alone else Image.run_alone.is_(False),
             )
-            .order_by(Image.id)
+            .order_by(Image.priority.desc(), Image.id)  # the claim index's order: read from its start
             .limit(1 if head.run_alone else max_batch)
         )
         with sessions() as session:
@@ -195,12 +181,13 @@ def claim(sessions: sessionmaker[Session], *, model: str, worker: str, max_batch
                 )
                 .execution_options(synchronize_session=False)
             )
-            session.commit()
+            # Read back inside the claim's own transaction: one commit, no second transaction to open.
             items = list(
                 session.scalars(
                     select(Image).options(joinedload(Image.job)).where(Image.lease_token == token).order_by(Image.id)
                 )
             )
+            session.commit()
             session.expunge_all()
         if items:
             return Claim(token, items)
@@ -425,7 +412,7 @@ def any_queued(sessions: sessionmaker[Session], *, model: str) -> bool:
     """Whether any image of `model` waits to be claimed: one index probe, however long the queue."""
     with sessions() as session:
         first = select(Image.id).where(Image.model == model, Image.status == ImageStatus.QUEUED, _job_not_canceled())
-        return session.scalar(first.limit(1)) is not None
+        return session.scalar(first.order_by(Image.priority.desc(), Image.id).limit(1)) is not None
 
 
 def queued_count(sessions: sessionmaker[Session], *, model: str) -> int:

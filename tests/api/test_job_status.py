@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 import pytest
+import requests
 
 from api.auth import create_key
 from models import lifecycle
+from sdfarm.redis_server import free_port
+from tests.farm_harness import REPO, settings_env
 
 
 def _submit(client, images: int = 4, headers=None) -> int:
@@ -109,3 +116,55 @@ def test_event_stream_is_bounded_in_time_and_in_number(client, app):
     assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
     assert "event streams" in refused.json["error"]["message"]
     assert client.get("/api/v1/jobs/999999/events").status_code == 404
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_event_stream_under_gunicorn(settings, tmp_path):
+    """The real `sdfarm api` (gunicorn, threads): a stream stays open beside other requests, the
+    process's stream limit answers 503, and a cancel ends the open stream."""
+    port = free_port()
+    env = {**os.environ, **settings_env(settings), "SDFARM_EVENTS_STREAMS_PER_PROCESS": "1"}
+    log = (tmp_path / "api.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sdfarm.cli", "api", "--port", str(port), "--processes", "1"],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(base + "/healthz", timeout=5).ok:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "api.log").read_text()
+            time.sleep(0.2)
+        job_id = requests.post(base + "/api/v1/jobs", json={"prompts": ["a"], "num_images": 3}, timeout=30).json()["id"]
+        with requests.get(f"{base}/api/v1/jobs/{job_id}/events", stream=True, timeout=30) as stream:
+            assert stream.headers["Content-Type"].startswith("text/event-stream")
+            lines = stream.iter_lines(decode_unicode=True)
+            assert next(line for line in lines if line.startswith("event:")) == "event: progress"
+            # The stream holds one thread; the process still answers, and refuses a second stream.
+            assert requests.get(f"{base}/api/v1/jobs/{job_id}?images=0", timeout=30).json()["status"] == "queued"
+            assert requests.get(f"{base}/api/v1/jobs/{job_id}/events", timeout=30).status_code == 503
+            requests.post(f"{base}/api/v1/jobs/{job_id}/cancel", timeout=30).raise_for_status()
+            names = [line for line in lines if line.startswith("event:")]
+        assert names[-1] == "event: end" and names.count("event: image") == 3
+        # A client that goes away gives its slot back within a few ticks (the keep-alive write fails).
+        live = requests.post(base + "/api/v1/jobs", json={"prompts": ["b"], "num_images": 1}, timeout=30).json()["id"]
+        first = requests.get(f"{base}/api/v1/jobs/{live}/events", stream=True, timeout=30)
+        assert first.status_code == 200
+        first.close()
+        deadline = time.monotonic() + 15
+        while (again := requests.get(f"{base}/api/v1/jobs/{live}/events", stream=True, timeout=30)).status_code == 503:
+            again.close()
+            assert time.monotonic() < deadline, "the slot of a closed stream was never given back"
+            time.sleep(0.5)
+        again.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -41,7 +41,9 @@ def test_central_cost_counts_central_cpu_per_recorded_image(tmp_path):
     assert set(by_part) == {"postgres", "redis", "api"}
     assert by_part["postgres"] > 0 and by_part["redis"] > 0
     assert scale["central_ms_per_image"] == pytest.approx(sum(by_part.values()), abs=0.01)
-    assert scale["status_poll_latency"]["requests"] > 0
+    paced, flat_out = scale["status_poll_latency"]
+    assert paced["interval_seconds"] == 1.0 and paced["requests"] > 0 and paced["failures"] == 0
+    assert flat_out["requests"] > paced["requests"]
 
 
 def test_simulated_gpus_must_be_numbers():

@@ -115,7 +115,7 @@ def test_submit_from_the_form_and_watch_progress_and_thumbnails(page, live_farm)
     total = len(PROMPTS) * IMAGES_PER_PROMPT
     assert card.locator('[data-field="total"]').inner_text() == str(total)
 
-    # Watch the bar: the page only polls the JSON API, so every change seen here came from it.
+    # Watch the bar: the page follows the job's event stream (not polling), so every change seen here came from it.
     seen: list[float] = []
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -127,6 +127,7 @@ def test_submit_from_the_form_and_watch_progress_and_thumbnails(page, live_farm)
         time.sleep(0.05)
     assert seen[-1] == 1, f"progress stopped at {seen}"
     assert seen == sorted(seen)
+    assert card.get_attribute("data-streaming") == "true"
     assert card.locator('[data-field="percent"]').inner_text() == "100%"
     page.wait_for_function(
         "id => document.querySelector(`#job-${id} [data-field=status]`).textContent === 'succeeded'", arg=job_id

@@ -89,8 +89,25 @@ def register_security(app: Flask) -> None:
                     raise
                 g.unauthenticated = error  # raised after the rate limits, which count 401s per address
 
+    @app.after_request
+    def _retry_after_only_when_meant(response: Response) -> Response:
+        # Runs after flask-limiter's hook (Flask calls them in reverse), which puts a Retry-After on every
+        # answer: keep the view's own (a 503's, say), else only the limiter's on its 429.
+        own = g.pop("own_retry_after", None)
+        if own is not None:
+            response.headers["Retry-After"] = own
+        elif response.status_code != 429:
+            response.headers.pop("Retry-After", None)
+        return response
+
     # flask-limiter's check runs here: after the key is known, before a 401 is answered.
     register_rate_limits(app, settings, public)
+
+    @app.after_request
+    def _note_retry_after(response: Response) -> Response:
+        # Runs before flask-limiter's hook: what the view itself said.
+        g.own_retry_after = response.headers.get("Retry-After")
+        return response
 
     @app.before_request
     def _refuse_unauthenticated() -> None:

@@ -25,6 +25,8 @@ from models.job import Job
 from models.progress import job_progress
 
 MAX_IMAGES_INLINE = 1000
+# `?images=` of GET /api/v1/jobs/<id>: 0 leaves the images out.
+WITH_IMAGES_VALUES = {"0": False, "1": True, "false": False, "true": True, "no": False, "yes": True}
 
 
 def spec_context() -> dict:
@@ -104,12 +106,20 @@ def get_job(job_id: int) -> Response:
     Answers may be up to `status_cache_seconds` old; each carries an ETag, and a request whose
     If-None-Match names it gets 304 Not Modified with no body.
     """
-    with_images = request.args.get("images", "1") not in {"0", "false", "no"}
+    with_images = _with_images(request.args.get("images", "1"))
     status = job_status(job_id, with_images)
     response = jsonify(status.body)
     response.set_etag(status.etag)
     response.headers["Cache-Control"] = "no-cache"  # a cache may keep it, but must ask again (If-None-Match)
     return response.make_conditional(request)
+
+
+def _with_images(value: str) -> bool:
+    # Strict, as the OpenAPI document says: a misspelt value is an error, not a silent "yes".
+    if value not in WITH_IMAGES_VALUES:
+        reason = f"must be one of {', '.join(sorted(WITH_IMAGES_VALUES))}"
+        raise ApiError(422, f"invalid query parameter images: {reason}", [{"field": "images", "reason": reason}])
+    return WITH_IMAGES_VALUES[value]
 
 
 def list_jobs() -> Response:

@@ -86,7 +86,9 @@ IDEMPOTENCY_KEY = Query(
     "Send the same key with a retried request to get the first job back (24 h), not a second job.",
     location="header",
 )
-WITH_IMAGES = Query("images", {"type": "string", "enum": ["0", "1"]}, "0 leaves the images out.")
+WITH_IMAGES = Query(
+    "images", {"type": "string", "enum": ["0", "1", "false", "true", "no", "yes"]}, "0 leaves the images out."
+)
 
 API_ROUTES: tuple[Route, ...] = (
     Route(

@@ -116,3 +116,11 @@ def test_security_headers_on_every_response(client):
     for response in (client.get("/api/v1/jobs"), client.get("/api/v1/jobs/12345")):
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+
+
+def test_images_query_is_checked(client):
+    job = client.post("/api/v1/jobs", json={"prompts": ["a"], "num_images": 2}).json
+    assert client.get(f"/api/v1/jobs/{job['id']}?images=0").json["images"] is None
+    assert len(client.get(f"/api/v1/jobs/{job['id']}?images=yes").json["images"]) == 2
+    refused = client.get(f"/api/v1/jobs/{job['id']}?images=maybe")
+    assert refused.status_code == 422 and refused.json["error"]["fields"][0]["field"] == "images"

@@ -41,6 +41,7 @@ def test_per_key_limit_has_standard_headers_and_covers_the_a1111_api(app, client
     assert first.status_code == 200
     assert (first.headers["X-RateLimit-Limit"], first.headers["X-RateLimit-Remaining"]) == ("4", "3")
     assert time.time() - 1 <= int(first.headers["X-RateLimit-Reset"]) <= time.time() + 61  # when the window ends
+    assert "Retry-After" not in first.headers  # only on a 429
     # The A1111 routes (HTTP Basic, as its clients send) and the gallery draw on the same budget.
     assert client.get("/sdapi/v1/sd-models", headers=basic(keys["alice"])).status_code == 200
     assert client.get("/", headers=bearer(keys["alice"])).status_code == 200

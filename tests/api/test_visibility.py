@@ -116,8 +116,8 @@ def test_no_answer_to_a_tenant_names_a_server_path(app, client, farm_rows, model
         url = re.sub(r"<id:(\w+)>", lambda match: str(values[match.group(1)]), route.rule)
         response = client.get(url, headers=headers["alice"])
         # The failed image and export have no files: their files answer 404, whose body is checked as well.
-        files = {"image/png", "image/webp", "application/octet-stream"}
-        assert response.status_code == (404 if route.media in files else 200), url
+        no_file = route.media in {"image/png", "image/webp", "application/octet-stream"}
+        assert response.status_code == (404 if no_file else 200), url
         body = response.get_data(as_text=True) if not response.mimetype.startswith("image/") else ""
         leaked = [root for root in roots if root in body]
         assert not leaked, f"{url} shows {leaked}"

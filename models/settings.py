@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     metrics_token: str | None = Field(
         default=None, description="If set, /metrics answers only `Authorization: Bearer <token>`; else it is open."
     )
+    delete_grace_seconds: float = Field(
+        default=86_400.0, ge=0, description="How long a deleted image can be restored before its files are removed."
+    )
     log_format: str = Field(default="plain", description="plain or json (one JSON object per line).")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     host: str = "127.0.0.1"

@@ -21,6 +21,7 @@ from models.db import make_engine, make_session_factory
 from models.image_store import LocalImageStore
 from models.queue import RenderQueue, make_celery
 from models.settings import Settings
+from worker.purge import Purger
 from worker.reaper import Reaper, ReaperThread
 from worker.webhooks import WebhookDispatcher
 
@@ -28,6 +29,7 @@ log = logging.getLogger("sdfarm.supervisor")
 
 RESTART_WINDOW = 60.0
 WEBHOOK_POLL_SECONDS = 1.0
+PURGE_POLL_SECONDS = 60.0
 MAX_QUICK_RESTARTS = 5
 
 
@@ -108,6 +110,7 @@ class Supervisor:
         signal.signal(signal.SIGINT, self.stop)
         reaper_thread = self._start_reaper() if self.run_reaper else None
         webhook_thread = self._start_webhooks() if self.run_reaper else None
+        purge_thread = self._start_purge() if self.run_reaper else None
         for worker in self.workers:
             self._start(worker)
         status = 0
@@ -142,6 +145,8 @@ class Supervisor:
             reaper_thread.stop()
         if webhook_thread:
             webhook_thread.stop()
+        if purge_thread:
+            purge_thread.stop()
         return status
 
     def _start_reaper(self) -> ReaperThread:
@@ -157,5 +162,15 @@ class Supervisor:
         """Webhook deliveries from the outbox, beside the reaper: never inside an API request."""
         sessions = make_session_factory(make_engine(self.settings.resolved_database_url))
         thread = ReaperThread(WebhookDispatcher(sessions, self.settings), interval=WEBHOOK_POLL_SECONDS)
+        thread.start()
+        return thread
+
+    def _start_purge(self) -> ReaperThread:
+        """Deleted images past their grace period lose their rows and files, beside the reaper."""
+        sessions = make_session_factory(make_engine(self.settings.resolved_database_url))
+        store = LocalImageStore(self.settings.resolved_object_dir)
+        purger = Purger(sessions, store, self.settings.delete_grace_seconds)
+        interval = min(PURGE_POLL_SECONDS, max(1.0, self.settings.delete_grace_seconds / 2))
+        thread = ReaperThread(purger, interval=interval)
         thread.start()
         return thread

@@ -8,9 +8,8 @@ from typing import Generic, TypeVar
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from api.gallery.filters import GalleryFilters
-from api.gallery.search import PromptSearch
 from models.image import Image
+from models.image_query import ImageFilters, select_images
 from models.job import Job
 
 Row = TypeVar("Row", Image, Job)
@@ -64,14 +63,9 @@ def keyset_page(session: Session, query: Select, id_column, cursor: Cursor, size
     return Page(rows, older=older, newer=newer)
 
 
-def gallery_images(
-    session: Session, filters: GalleryFilters, search: PromptSearch, scope: int | None, cursor: Cursor
-) -> Page[Image]:
+def gallery_images(session: Session, filters: ImageFilters, scope: int | None, cursor: Cursor) -> Page[Image]:
     """The images a gallery page shows; `scope` is the owner key id to keep to (None: all owners)."""
-    query = filters.apply(select(Image))
-    if scope is not None:
-        query = query.where(Image.owner_key_id == scope)
-    query, key = search.apply(query, filters.q)
+    query, key = select_images(filters, session.get_bind().dialect.name, scope)
     return keyset_page(session, query, key, cursor)
 
 

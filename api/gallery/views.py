@@ -8,16 +8,15 @@ from sqlalchemy import select
 from api.auth import owner_id, owner_scope
 from api.errors import ApiError
 from api.farm import db, farm
-from api.gallery.filters import STATUS_CHOICES, GalleryFilters
 from api.gallery.forms import FIELDS, JobForm
 from api.gallery.parameters import image_infotext, more_like_this
 from api.gallery.queries import Cursor, gallery_images, job_list
-from api.gallery.search import search_for_dialect
 from api.images import find_image
 from api.jobs import spec_context
 from api.presenters import job_out, online_workers_by_model
 from api.submission import submit_job
 from models.image import Image, ImageStatus
+from models.image_query import STATUS_CHOICES, ImageFilters
 from models.progress import job_progress
 from models.samplers import SAMPLERS
 
@@ -27,9 +26,8 @@ MAX_MORE_IMAGES = 64
 
 def gallery_page() -> tuple[str, int]:
     """GET /: thumbnails, newest first, narrowed by the search and filters in the URL."""
-    filters, errors = GalleryFilters.from_args(request.args)
-    search = search_for_dialect(farm().engine.dialect.name)
-    page = gallery_images(db(), filters, search, owner_scope(), Cursor.from_args(request.args))
+    filters, errors = ImageFilters.from_args(request.args)
+    page = gallery_images(db(), filters, owner_scope(), Cursor.from_args(request.args))
     args = filters.to_args()
     html = render_template(
         "gallery.html",

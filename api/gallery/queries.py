@@ -69,6 +69,16 @@ def gallery_images(session: Session, filters: ImageFilters, scope: int | None, c
     return keyset_page(session, query, key, cursor)
 
 
+def neighbours(
+    session: Session, filters: ImageFilters, scope: int | None, image_id: int
+) -> tuple[int | None, int | None]:
+    """The ids shown just before (newer) and after (older) `image_id` in the gallery view `filters`."""
+    query, key = select_images(filters, session.get_bind().dialect.name, scope, select(Image.id))
+    newer = session.scalar(query.where(key > image_id).order_by(key.asc()).limit(1))
+    older = session.scalar(query.where(key < image_id).order_by(key.desc()).limit(1))
+    return newer, older
+
+
 def job_list(session: Session, scope: int | None, cursor: Cursor, size: int = 20) -> Page[Job]:
     """Jobs, newest first, that the caller may see."""
     query = select(Job)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from flask import Response, redirect, render_template, request, url_for
+from flask import Response, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from api.auth import owner_id, owner_scope
+from api.boards import tenant_boards
 from api.errors import ApiError
 from api.farm import db, farm
 from api.gallery.forms import FIELDS, JobForm
 from api.gallery.parameters import image_infotext, more_like_this
-from api.gallery.queries import Cursor, gallery_images, job_list
+from api.gallery.queries import Cursor, gallery_images, job_list, neighbours
 from api.images import find_image
 from api.jobs import spec_context
 from api.presenters import job_out, online_workers_by_model
 from api.submission import submit_job
+from models.curation import image_boards
 from models.image import Image, ImageStatus
 from models.image_query import STATUS_CHOICES, ImageFilters
 from models.progress import job_progress
@@ -22,6 +24,7 @@ from models.samplers import SAMPLERS
 
 THUMBNAILS_PER_JOB = 8
 MAX_MORE_IMAGES = 64
+RATING_LABELS = {"": "any", "1": "starred", "0": "not rated", "-1": "rejected", "not-rejected": "not rejected"}
 
 
 def gallery_page() -> tuple[str, int]:
@@ -33,19 +36,40 @@ def gallery_page() -> tuple[str, int]:
         "gallery.html",
         page=page,
         filters=filters,
+        query_args=args,
         older_url=url_for("gallery.gallery_page", **args, before=page.older) if page.older else None,
         newer_url=url_for("gallery.gallery_page", **args, after=page.newer) if page.newer else None,
         errors=errors,
         statuses=STATUS_CHOICES,
+        ratings=RATING_LABELS,
+        boards=tenant_boards(),
+        models=sorted(farm().catalog.entries()),
+        can_edit=not g.get("read_only_guest"),
     )
     return html, 400 if errors else 200
 
 
 def image_page(image_id: int) -> str:
-    """GET /images/<id>: the full image, every parameter, download, copy and "make more like this"."""
+    """GET /images/<id>: the full image, every parameter, download, copy, rating, boards and "make more
+    like this"; the gallery's filters in the URL give its previous and next images."""
     image = find_image(image_id)
     infotext = image_infotext(image, farm().store)
-    return render_template("image.html", image=image, infotext=infotext, max_more=MAX_MORE_IMAGES)
+    filters, _errors = ImageFilters.from_args(request.args)  # a bad filter only loses prev/next
+    newer, older = neighbours(db(), filters, owner_scope(), image.id)
+    args = filters.to_args()
+    return render_template(
+        "image.html",
+        image=image,
+        infotext=infotext,
+        max_more=MAX_MORE_IMAGES,
+        query_args=args,
+        newer_url=url_for("gallery.image_page", image_id=newer, **args) if newer else None,
+        older_url=url_for("gallery.image_page", image_id=older, **args) if older else None,
+        gallery_url=url_for("gallery.gallery_page", **args),
+        boards=tenant_boards(),
+        on_boards=set(image_boards(db(), [image.id])[image.id]),
+        can_edit=not g.get("read_only_guest"),
+    )
 
 
 def more_like_this_submit(image_id: int) -> Response | tuple[str, int]:

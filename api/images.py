@@ -78,9 +78,15 @@ def get_image(image_id: int) -> Response:
     return jsonify(body.model_dump(mode="json"))
 
 
-def _send_object(key: str | None, mimetype: str, download_name: str) -> Response:
+def send_object(
+    key: str | None,
+    mimetype: str,
+    download_name: str,
+    missing: str = "this image has no file yet; wait until its status is succeeded",
+) -> Response:
+    """A stored file as the answer (404 when there is none), cacheable: files never change once written."""
     if not key:
-        raise ApiError(404, "this image has no file yet; wait until its status is succeeded")
+        raise ApiError(404, missing)
     store = farm().store
     as_attachment = request.args.get("download") in {"1", "true"}
     path = store.local_path(key)
@@ -104,10 +110,10 @@ def _send_object(key: str | None, mimetype: str, download_name: str) -> Response
 def image_file(image_id: int) -> Response:
     """GET /api/v1/images/<id>/file: the PNG with its infotext (`?download=1` to save it)."""
     image = find_image(image_id)
-    return _send_object(image.object_key, "image/png", f"sdfarm-{image.job_id}-{image.index}-{image.seed}.png")
+    return send_object(image.object_key, "image/png", f"sdfarm-{image.job_id}-{image.index}-{image.seed}.png")
 
 
 def image_thumbnail(image_id: int) -> Response:
     """GET /api/v1/images/<id>/thumbnail: the 256 px WebP the gallery shows."""
     image = find_image(image_id)
-    return _send_object(image.thumb_key, "image/webp", f"sdfarm-{image.id}-thumb.webp")
+    return send_object(image.thumb_key, "image/webp", f"sdfarm-{image.id}-thumb.webp")

@@ -16,6 +16,7 @@ from api import (
     curation,
     health,
     images,
+    job_inputs,
     jobs,
     metrics,
     openapi,
@@ -119,6 +120,20 @@ API_ROUTES: tuple[Route, ...] = (
         jobs.cancel_job,
         "Cancel the job's images not yet started",
         response=schemas.JobOut,
+    ),
+    Route(
+        "/api/v1/jobs/<id:job_id>/init-image",
+        ("GET",),
+        job_inputs.job_init_image,
+        "The init image an image-to-image job started from",
+        media="image/png",
+    ),
+    Route(
+        "/api/v1/jobs/<id:job_id>/mask-image",
+        ("GET",),
+        job_inputs.job_mask_image,
+        "An inpainting job's mask",
+        media="image/png",
     ),
     Route(
         "/api/v1/jobs/<id:job_id>/webhooks",
@@ -267,7 +282,6 @@ API_ROUTES: tuple[Route, ...] = (
 )
 
 
-
 def _sdapi(
     path: str, method: str, view: Callable, summary: str, response: type[BaseModel] | None = None, **extra: Any
 ) -> Route:
@@ -337,6 +351,7 @@ GALLERY_ROUTES: tuple[Route, ...] = (
     Route("/", ("GET",), gallery.gallery_page, "Gallery: thumbnails, newest first, with search and filters"),
     Route("/images/<id:image_id>", ("GET",), gallery.image_page, "One image, its parameters and actions"),
     Route("/images/<id:image_id>/more", ("POST",), gallery.more_like_this_submit, "Same parameters, new seeds"),
+    Route("/compare", ("GET",), gallery.compare_page, "Two images side by side (`?ids=A,B`)"),
     Route("/jobs", ("GET",), gallery.jobs_page, "Jobs with live progress, and the submit form"),
     Route("/jobs", ("POST",), gallery.submit_job_form, "Submit a bulk job from the form"),
     Route("/sign-in", ("GET",), sign_in.sign_in_page, "Sign in with an API key (when auth is on)"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from flask import Response, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 
@@ -9,10 +11,11 @@ from api.auth import owner_id, owner_scope
 from api.boards import tenant_boards
 from api.errors import ApiError
 from api.farm import db, farm
-from api.gallery.forms import FIELDS, JobForm
+from api.gallery.forms import FIELDS, UPLOADS, JobForm
 from api.gallery.parameters import image_infotext, more_like_this
 from api.gallery.queries import Cursor, gallery_images, job_list, neighbours
 from api.images import find_image
+from api.init_images import MAX_INIT_BYTES, Uploads
 from api.jobs import spec_context
 from api.presenters import job_out, online_workers_by_model
 from api.submission import submit_job
@@ -55,6 +58,7 @@ def image_page(image_id: int) -> str:
     image = find_image(image_id)
     infotext = image_infotext(image, farm().store)
     filters, _errors = ImageFilters.from_args(request.args)  # a bad filter only loses prev/next
+    init_url, init_label, mask_url = _job_input_links(image)
     newer, older = neighbours(db(), filters, owner_scope(), image.id)
     args = filters.to_args()
     return render_template(
@@ -69,7 +73,57 @@ def image_page(image_id: int) -> str:
         boards=tenant_boards(),
         on_boards=set(image_boards(db(), [image.id])[image.id]),
         can_edit=not g.get("read_only_guest"),
+        init_url=init_url,
+        init_label=init_label,
+        mask_url=mask_url,
     )
+
+
+def _job_input_links(image: Image) -> tuple[str | None, str, str | None]:
+    """Links to the init image (the farm image it was, else the job's upload) and the mask of its job."""
+    job = image.job
+    source = (job.spec or {}).get("init_image_id")
+    if isinstance(source, int):
+        init_url, label = url_for("gallery.image_page", image_id=source), f"Image {source}"
+    elif job.init_image_key:
+        init_url, label = url_for("job_inputs.job_init_image", job_id=job.id), "Uploaded picture"
+    else:
+        init_url, label = None, ""
+    mask_url = url_for("job_inputs.job_mask_image", job_id=job.id) if job.mask_image_key else None
+    return init_url, label, mask_url
+
+
+COMPARED_PARAMETERS = (
+    ("Model", lambda i: i.model),
+    ("Size", lambda i: f"{i.width}x{i.height}"),
+    ("Seed", lambda i: i.seed),
+    ("Steps", lambda i: i.steps),
+    ("CFG scale", lambda i: i.guidance_scale),
+    ("Sampler", lambda i: i.scheduler),
+    ("Clip skip", lambda i: i.clip_skip),
+    ("LoRAs", lambda i: ", ".join(f"{lora['name']}: {lora.get('weight', 1.0)}" for lora in i.loras or []) or "—"),
+    ("Strength", lambda i: i.strength if i.strength is not None else "—"),
+    ("Negative prompt", lambda i: i.negative_prompt or "—"),
+)
+
+
+def compare_page() -> tuple[str, int]:
+    """GET /compare?ids=A,B: two images side by side, their parameters aligned and differences marked."""
+    text = request.args.get("ids", "")[:100]
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    error = None
+    images: list[Image] = []
+    malformed = len(parts) > 2 or not all(part.isascii() and part.isdigit() and len(part) <= 18 for part in parts)
+    if malformed:
+        error = "one or two image ids, such as 12,34"
+    else:
+        images = [find_image(int(part)) for part in parts if int(part) > 0]
+        if len(images) < 2:
+            error = "name a second image to compare with"
+    rows = {image.id: [(label, value(image)) for label, value in COMPARED_PARAMETERS] for image in images}
+    differs = {label: len({str(dict(rows[i.id])[label]) for i in images}) > 1 for label, _ in COMPARED_PARAMETERS}
+    html = render_template("compare.html", images=images, image_rows=rows, differs=differs, ids_text=text, error=error)
+    return html, 400 if malformed else 200
 
 
 def more_like_this_submit(image_id: int) -> Response | tuple[str, int]:
@@ -90,19 +144,34 @@ def jobs_page() -> str:
     if source.isascii() and source.isdigit():
         image = find_image(int(source))
         form = JobForm.from_spec_body(more_like_this(image_infotext(image, farm().store), image, 1))
+    init = request.args.get("init_image", "")
+    if init.isascii() and init.isdigit() and len(init) <= 18:
+        # "Use as init image": this picture, its prompt and model; the size follows the picture.
+        image = find_image(int(init))
+        form = JobForm.from_spec_body({"prompts": [image.prompt], "model": image.model, "init_image_id": image.id})
     return _render_jobs(form)
 
 
 def submit_job_form() -> Response | tuple[str, int]:
     """POST /jobs: validate like the API; errors go back next to their fields, success to the job."""
-    return _submit(JobForm.from_mapping(request.form))
+    return _submit(JobForm.from_mapping(request.form), _uploads())
 
 
-def _submit(form: JobForm) -> Response | tuple[str, int]:
+def _uploads() -> Uploads | None:
+    """The form's init image and mask files, read up to one byte past the limit (then refused)."""
+    parts = {}
+    for name in UPLOADS:
+        upload = request.files.get(name)
+        if upload is not None and upload.filename:
+            parts[name] = upload.stream.read(MAX_INIT_BYTES + 1)
+    return Uploads(**parts) if parts else None
+
+
+def _submit(form: JobForm, uploads: Uploads | None = None) -> Response | tuple[str, int]:
     spec = form.validate(spec_context())
     if spec is not None:
         try:
-            job = submit_job(farm(), db(), spec, owner_id())
+            job = submit_job(farm(), db(), spec, owner_id(), uploads)
         except ApiError as error:
             db().rollback()
             form.add_errors(error.fields or [{"field": "body", "reason": error.message}])
@@ -128,7 +197,9 @@ def _render_jobs(form: JobForm) -> str:
         form=form,
         labels=FIELDS,
         models=sorted(catalog.entries()),
+        model_defaults={name: dataclasses.asdict(entry.defaults) for name, entry in catalog.entries().items()},
         default_model=catalog.default_name,
+        loras=sorted(path.stem for path in farm().settings.resolved_lora_dir.glob("*.safetensors"))[:200],
         samplers=[sampler.label for sampler in SAMPLERS],
         submitted=request.args.get("submitted", type=int),
     )

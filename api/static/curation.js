@@ -1,4 +1,5 @@
-// sdfarm curation: ratings, selection, bulk actions, boards, delete and undo, keyboard on the image page.
+// sdfarm curation: ratings, selection, bulk actions, boards, delete and undo, keyboard on the image page;
+// and the job form's defaults, which follow the chosen model.
 // A static file (the Content-Security-Policy allows no inline script). It only calls the JSON API;
 // server text is set with textContent, never parsed as HTML.
 "use strict";
@@ -132,6 +133,8 @@
       bar.querySelector(".bulk").hidden = !any;
       bar.querySelector('[data-select="none"]').hidden = !any;
       bar.classList.toggle("active", any);
+      const compare = bar.querySelector("[data-compare]");
+      if (compare) compare.hidden = matching || selected.size !== 2;
     }
 
     function leaveMatching() {
@@ -194,6 +197,9 @@
       }
       const action = event.target.closest("[data-bulk]");
       if (action) bulk(action);
+      if (event.target.closest("[data-compare]")) {
+        window.location.assign("/compare?ids=" + Array.from(selected).join(","));
+      }
     });
 
     const boardChoice = bar.querySelector(".board-choice");
@@ -245,6 +251,15 @@
     }
 
     render();
+  }
+
+  // 1:1: the picture pixel for pixel, scrolling inside its frame when larger than the page.
+  function zoom() {
+    const figure = document.getElementById("full");
+    if (!figure) return;
+    const on = figure.classList.toggle("actual-size");
+    const button = document.querySelector("[data-zoom]");
+    if (button) button.setAttribute("aria-pressed", String(on));
   }
 
   // ---- One image: rating, boards, delete and restore, and the keyboard.
@@ -322,6 +337,7 @@
         return;
       }
       const keys = {
+        z: zoom,
         s: function () { rate(1); },
         x: function () { rate(-1); },
         "0": function () { rate(0); },
@@ -336,11 +352,33 @@
     });
   }
 
+  // ---- The job form: the placeholders of left-out fields show the chosen model's defaults.
+  function modelDefaults(form) {
+    const defaults = JSON.parse(form.dataset.modelDefaults || "{}");
+    const choice = form.querySelector("[data-model-choice]");
+    if (!choice) return;
+    const show = function () {
+      const chosen = defaults[choice.value || form.dataset.defaultModel];
+      if (!chosen) return;
+      for (const name of ["steps", "guidance_scale", "width", "height"]) {
+        const input = form.querySelector('[name="' + name + '"]');
+        if (input) input.placeholder = String(chosen[name]);
+      }
+      const sampler = form.querySelector('select[name="scheduler"] option[value=""]');
+      if (sampler) sampler.textContent = "model default (" + chosen.sampler + ")";
+    };
+    choice.addEventListener("change", show);
+    show();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     restoreFlash();
+    document.querySelectorAll("form[data-model-defaults]").forEach(modelDefaults);
     const bar = document.getElementById("selection-bar");
     if (bar) gallery(bar);
     const panel = document.getElementById("curate");
     if (panel) imagePage(panel);
+    const zoomButton = document.querySelector("[data-zoom]");
+    if (zoomButton) zoomButton.addEventListener("click", zoom);
   });
 })();

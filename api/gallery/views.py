@@ -202,7 +202,19 @@ def _render_jobs(form: JobForm) -> str:
         loras=sorted(path.stem for path in farm().settings.resolved_lora_dir.glob("*.safetensors"))[:200],
         samplers=[sampler.label for sampler in SAMPLERS],
         submitted=request.args.get("submitted", type=int),
+        init_preview=_init_preview(form.values.get("init_image_id", "")),
     )
+
+
+def _init_preview(value: str) -> Image | None:
+    """The gallery image the form names as its init image, when the caller may see it and it has a thumbnail."""
+    if not (value.isascii() and value.isdigit() and 0 < len(value) <= 18):
+        return None
+    image = db().get(Image, int(value))
+    scope = owner_scope()
+    if image is None or (scope is not None and image.owner_key_id != scope) or not image.thumb_key:
+        return None
+    return image
 
 
 def _recent_thumbnails(job_id: int) -> list[Image]:

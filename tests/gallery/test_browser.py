@@ -183,7 +183,7 @@ def test_image_page_parameters_copy_and_make_more(page, live_farm, finished_job)
     )
     page.goto(f"/?job={finished_job['id']}&q=lighthouse")
     page.click(f'#grid .tile[data-image-id="{image["id"]}"] a')
-    page.wait_for_url(f"**/images/{image['id']}")
+    page.wait_for_url(re.compile(rf"/images/{image['id']}\?"))  # the link keeps the view (prev/next)
 
     def param(name: str) -> str:
         return page.locator(f'[data-param="{name}"]').first.inner_text().strip()

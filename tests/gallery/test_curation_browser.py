@@ -4,16 +4,20 @@ to the database (no worker needed); the pages only talk to the JSON API."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterator
 
 import pytest
 import redis
+from PIL import Image as PILImage
 from sqlalchemy.orm import Session
 
 from api import create_app
+from models import Image
 from models.db import make_engine
+from models.image_store import LocalImageStore
 from sdfarm.migrate import upgrade
 from tests.conftest import make_settings
 from tests.gallery.browser import CHROMIUM_ARGS, WATCH_CSP, LiveFarm, chromium_binary, serve
@@ -61,7 +65,13 @@ def page(browser, live_farm):
     problems: list[str] = []
     tab.on("dialog", lambda dialog: (problems.append(dialog.message), dialog.dismiss()))
     tab.on("pageerror", lambda error: problems.append(str(error)))
-    tab.on("console", lambda message: message.type == "error" and problems.append(message.text))
+    # A form with errors answers 422 by design (as the API does); Chromium logs that document's status.
+    tab.on(
+        "console",
+        lambda message: (
+            message.type == "error" and "status of 422" not in message.text and problems.append(message.text)
+        ),
+    )
     yield tab
     violations = tab.evaluate("() => window.__cspViolations || []")
     context.close()
@@ -76,6 +86,22 @@ def add(live_farm: LiveFarm, prompts: list[str], **values) -> list[int]:
         ids = [image.id for image in add_images(session, prompts, **values)]
     engine.dispose()
     return ids[::-1]
+
+
+def with_files(live_farm: LiveFarm, ids: list[int]) -> None:
+    """Give rows a real PNG and thumbnail in the farm's store, as a worker would."""
+    store = LocalImageStore(live_farm.settings.resolved_object_dir)
+    engine = make_engine(live_farm.settings.resolved_database_url)
+    with Session(engine) as session:
+        for image_id in ids:
+            image = session.get(Image, image_id)
+            image.object_key, image.thumb_key = f"test/{image_id}.png", f"test/{image_id}.thumb.webp"
+            for key, kind in ((image.object_key, "PNG"), (image.thumb_key, "WEBP")):
+                buffer = io.BytesIO()
+                PILImage.new("RGB", (64, 64), (20 * (image_id % 10), 90, 160)).save(buffer, format=kind)
+                store.put(key, buffer.getvalue(), durable=False)
+        session.commit()
+    engine.dispose()
 
 
 def ratings(live_farm: LiveFarm, query: str) -> dict[int, int]:
@@ -219,3 +245,44 @@ def test_keyboard_on_the_image_page_moves_within_the_query_rates_deletes_and_und
     page.keyboard.press("u")
     page.wait_for_url(f"**/images/{ids[1]}?q=keyword")
     assert live_farm.api(f"/api/v1/images/{ids[1]}")["deleted_at"] is None
+
+
+def test_zoom_compare_and_use_as_init_image(page, live_farm):
+    ids = add(live_farm, ["compareword one", "compareword two"], seed=7)
+    with_files(live_farm, ids)
+    page.goto("/?q=compareword")
+    tile(page, ids[0]).locator(".pick input").click()
+    assert page.locator("#selection-bar [data-compare]").is_hidden()
+    tile(page, ids[1]).locator(".pick input").click()
+    page.click("#selection-bar [data-compare]")
+    page.wait_for_url(f"**/compare?ids={ids[0]},{ids[1]}")
+    assert page.locator(".compare .side").count() == 2
+
+    page.goto(f"/images/{ids[0]}")
+    page.click("[data-zoom]")
+    assert page.locator("#full.actual-size").count() == 1
+    page.keyboard.press("z")
+    assert page.locator("#full.actual-size").count() == 0
+
+    page.click('[data-action="use-as-init"]')
+    page.wait_for_url(f"**/jobs?init_image={ids[0]}#new-job")
+    assert page.input_value("#f-init_image_id") == str(ids[0])
+    assert page.input_value("#f-prompts") == "compareword two"  # ids are newest first
+    page.fill("#f-strength", "0.4")
+    page.fill("#f-loras", "nosuchlora:0.5")
+    page.click("#new-job button[type=submit]")
+    assert "nosuchlora" in page.locator("#error-loras").inner_text()  # the API's own check, by the field
+    page.fill("#f-loras", "")
+    page.click("#new-job button[type=submit]")
+    page.wait_for_url(re.compile(r"/jobs\?submitted=\d+"))
+    job_id = int(re.search(r"submitted=(\d+)", page.url).group(1))
+    job = live_farm.api(f"/api/v1/jobs/{job_id}")
+    assert job["spec"]["init_image_id"] == ids[0] and job["spec"]["strength"] == 0.4
+
+
+def test_the_form_shows_the_chosen_models_defaults(page, live_farm):
+    page.goto("/jobs")
+    page.select_option("#f-model", "tiny")
+    assert page.get_attribute("#f-width", "placeholder") == "64"
+    assert page.get_attribute("#f-steps", "placeholder") == "20"
+    assert page.locator('#f-scheduler option[value=""]').inner_text().startswith("model default (")

@@ -238,7 +238,11 @@ def cases(total: int) -> list[Case]:
         ("filter seed", {"seed": str(deep * 7)}, Cursor()),
         # No index serves these two alone (see BENCHMARKS.md): they show what an index would buy.
         ("filter model, none match (no index)", {"model": "nope"}, Cursor()),
-        ("filter date, the oldest day (no index)", {"from": "2025-01-01", "to": "2025-01-01"}, Cursor()),
+        ("filter date, the oldest day", {"from": "2025-01-01", "to": "2025-01-01"}, Cursor()),
+        ("filter rating starred (none are)", {"rating": "1"}, Cursor()),
+        ("filter rating not rejected", {"rating": "not-rejected"}, Cursor()),
+        ("filter board (an empty one)", {"board": "1"}, Cursor()),
+        ("trash (none deleted)", {"deleted": "only"}, Cursor()),
     ]
     result = []
     for label, args, cursor in specs:

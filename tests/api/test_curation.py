@@ -146,6 +146,8 @@ def test_delete_hides_until_undone_and_the_purge_removes_rows_and_files(app, cli
     assert store.local_path(f"jobs/test/{rows[1]}.png")
     assert client.get(f"/api/v1/images/{rows[0]}").status_code == 404
     assert client.get("/api/v1/boards").json["boards"][0]["images"] == 5
+    job = client.get(f"/api/v1/jobs/{client.get(f'/api/v1/images/{rows[1]}').json['job_id']}?images=0").json
+    assert (job["status"], job["progress"], job["succeeded"]) == ("succeeded", 1.0, 5)  # done, one row fewer
 
 
 @pytest.mark.parametrize(

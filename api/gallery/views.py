@@ -47,9 +47,17 @@ def gallery_page() -> tuple[str, int]:
         ratings=RATING_LABELS,
         boards=tenant_boards(),
         models=sorted(farm().catalog.entries()),
+        size_example=_default_size(),
         can_edit=not g.get("read_only_guest"),
     )
     return html, 400 if errors else 200
+
+
+def _default_size() -> str:
+    """WIDTHxHEIGHT of the farm's default model, the size filter's example."""
+    catalog = farm().catalog
+    entry = catalog.entries().get(catalog.default_name)
+    return f"{entry.defaults.width}x{entry.defaults.height}" if entry else "512x512"
 
 
 def image_page(image_id: int) -> str:

@@ -134,3 +134,10 @@ def test_the_form_shows_the_models_defaults(client):
     page = client.get("/jobs").text
     assert 'data-model-defaults=\'{"shapes":' in page or 'data-model-defaults=\'{"tiny":' in page
     assert '"tiny": {"guidance_scale": 7.5, "height": 64, "sampler":' in page.replace("&#34;", '"')
+
+
+def test_cards_show_model_and_size_and_the_size_example_is_the_default_models(client, session):
+    add_images(session, ["a card"], model="tiny", width=64, height=48)
+    page = client.get("/").text
+    assert '<span data-field="model">tiny</span> · 64x48' in page
+    assert 'name="size" size="8" placeholder="64x64"' in page  # the test farm's default model, tiny

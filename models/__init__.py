@@ -3,6 +3,7 @@
 from models.api_key import ApiKey
 from models.base import Base
 from models.board import Board, BoardImage
+from models.export import Export
 from models.idempotency import IdempotencyKey
 from models.image import Image, ImageStatus
 from models.job import Job
@@ -15,6 +16,7 @@ __all__ = [
     "Base",
     "Board",
     "BoardImage",
+    "Export",
     "IdempotencyKey",
     "Image",
     "ImageStatus",

@@ -87,12 +87,13 @@ class RenderService:
             # image is saved, so if it kills this process too it takes nothing else with it.
             self.flush()
         self.stats.busy(claim.items[0].job_id)
+        started = time.monotonic()
         lease = LeaseKeeper(self.sessions, claim.token, self.lease_seconds).start()
         handed_over = False
         try:
             rendered = self._render(claim, lease)
             self._save_slots.acquire()
-            pending = self._saver.submit(self._save, claim, rendered, lease)
+            pending = self._saver.submit(self._save, claim, rendered, lease, started)
             self._pending.add(pending)
             pending.add_done_callback(self._pending.discard)
             handed_over = True
@@ -199,11 +200,11 @@ class RenderService:
     def _read_input_picture(self, key: str, mode: str) -> PILImage.Image:
         return PILImage.open(io.BytesIO(self.store.read(key))).convert(mode)
 
-    def _save(self, claim: Claim, rendered: list[Rendered], lease: LeaseKeeper) -> None:
+    def _save(self, claim: Claim, rendered: list[Rendered], lease: LeaseKeeper, started: float) -> None:
         logged = bind_work(**batch_fields(claim))  # this runs in the saver thread
         try:
-            stored = self.results.save_batch(claim.token, rendered)
-            self.stats.finished(stored)
+            stored = self.results.save_batch(claim.token, rendered, lease.renewing)
+            self.stats.finished(stored, started)
             log.info("stored %d of %d images", stored, len(rendered))
         except Exception:
             log.exception("could not save batch %s; its lease will expire and it will run again", claim.token[:8])

@@ -94,10 +94,10 @@ def _job_input_links(image: Image) -> tuple[str | None, str, str | None]:
     if isinstance(source, int):
         init_url, label = url_for("gallery.image_page", image_id=source), f"Image {source}"
     elif job.init_image_key:
-        init_url, label = url_for("job_inputs.job_init_image", job_id=job.id), "Uploaded picture"
+        init_url, label = url_for("images.job_init_image", job_id=job.id), "Uploaded picture"
     else:
         init_url, label = None, ""
-    mask_url = url_for("job_inputs.job_mask_image", job_id=job.id) if job.mask_image_key else None
+    mask_url = url_for("images.job_mask_image", job_id=job.id) if job.mask_image_key else None
     return init_url, label, mask_url
 
 

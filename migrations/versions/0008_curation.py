@@ -1,7 +1,7 @@
 """Curation: image ratings, soft-delete columns, boards and board membership.
 
 Revision ID: 0008
-Revises: 0007
+Revises: 0009
 Create Date: 2026-11-30
 """
 
@@ -20,7 +20,7 @@ def UTCDateTime() -> sa.DateTime:  # noqa: N802 - reads like the model's column 
 
 
 revision = "0008"
-down_revision = "0007"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -59,7 +59,9 @@ def test_image_page_shows_every_parameter_and_links_the_inputs(app, client, sess
     assert param(html, "clip_skip") == "1" and param(html, "loras") == "—"
     assert 'data-param="strength"' not in html and 'data-param="mask_image"' not in html
     missing = client.get(f"/api/v1/jobs/{plain.job_id}/init-image")
-    assert missing.status_code == 404 and missing.json["error"]["message"] == "this job has no init image"
+    assert missing.status_code == 404 and missing.json["error"]["message"].endswith(
+        "has no init image; it is a text-to-image job"
+    )
 
 
 def test_compare_shows_two_images_and_marks_what_differs(client, session):

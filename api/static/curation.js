@@ -33,6 +33,8 @@
     const flash = document.getElementById("flash");
     if (!flash) return;
     flash.querySelector('[data-field="message"]').textContent = message;
+    const downloads = flash.querySelector(".downloads");
+    if (downloads) downloads.replaceChildren();
     // A fresh button each time drops the listener of an earlier message.
     const button = flash.querySelector("button.undo").cloneNode(true);
     flash.querySelector("button.undo").replaceWith(button);
@@ -197,6 +199,7 @@
       }
       const action = event.target.closest("[data-bulk]");
       if (action) bulk(action);
+      if (event.target.closest("[data-export]")) exportSelection(event.target.closest("[data-export]"));
       if (event.target.closest("[data-compare]")) {
         window.location.assign("/compare?ids=" + Array.from(selected).join(","));
       }
@@ -217,6 +220,37 @@
       if (!create) throw new Error("choose a board to remove the images from");
       const board = await api("POST", "/api/v1/boards", { name: newBoard.value });
       return { id: board.id, name: board.name };
+    }
+
+    // Export: the selection's ids, or the view's filters in the export API's names (never a list of rows).
+    function exportFilters() {
+      const names = { q: "q", model: "model", size: "size", seed: "seed", job: "job_id", board: "board_id", from: "date_from", to: "date_to" };
+      const body = {};
+      for (const [name, value] of Object.entries(query)) {
+        if (name === "rating") {
+          if (value === "not-rejected") throw new Error("rating: an export takes one rating (starred, not rated or rejected)");
+          body.rating = Number(value);
+        } else if (name in names) {
+          body[names[name]] = ["seed", "job", "board"].includes(name) ? Number(value) : value;
+        }
+      }
+      if (!Object.keys(body).length) body.all = true;
+      return body;
+    }
+
+    async function exportSelection(button) {
+      try {
+        const body = matching ? exportFilters() : { image_ids: Array.from(selected, Number) };
+        body.format = bar.querySelector(".export-format").value;
+        button.disabled = true;
+        const created = await api("POST", "/api/v1/exports", body);
+        showFlash("Export " + created.id + " queued", null);
+        followExport(created.url);
+      } catch (error) {
+        showError(error);
+      } finally {
+        button.disabled = false;
+      }
     }
 
     async function bulk(button) {
@@ -251,6 +285,34 @@
     }
 
     render();
+  }
+
+  // An export runs on the worker side: poll it, then offer its files.
+  async function followExport(url) {
+    const flash = document.getElementById("flash");
+    const message = flash.querySelector('[data-field="message"]');
+    const downloads = flash.querySelector(".downloads");
+    downloads.replaceChildren();
+    for (;;) {
+      const state = await api("GET", url);
+      if (state.status === "failed") {
+        showError(new Error("Export " + state.id + " failed: " + (state.error || "see the worker's log")));
+        return;
+      }
+      if (state.status === "succeeded") {
+        message.textContent = "Export " + state.id + " ready: " + plural(state.images, "image") + ".";
+        for (const file of state.files) {
+          const link = document.createElement("a");
+          link.href = file.url;
+          link.textContent = file.name;
+          link.setAttribute("download", "");
+          downloads.append(" ", link);
+        }
+        return;
+      }
+      message.textContent = "Export " + state.id + ": " + state.status + ", " + Math.floor(state.progress * 100) + "%";
+      await new Promise(function (resolve) { setTimeout(resolve, 1000); });
+    }
   }
 
   // 1:1: the picture pixel for pixel, scrolling inside its frame when larger than the page.

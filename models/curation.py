@@ -21,7 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
-from models.board import Board, BoardImage, tenant_of
+from models.board import BoardImage
 from models.image import FINAL_STATUSES, Image
 from models.image_query import ImageFilters, select_images
 from models.image_store import ImageStore
@@ -63,12 +63,6 @@ def rate(session: Session, selection: Selection, rating: int) -> int:
     count = session.execute(statement, execution_options={"synchronize_session": False}).rowcount
     session.commit()
     return count
-
-
-def visible_boards(scope: int | None) -> Select:
-    """Boards owner `scope` may use (all of them for None)."""
-    query = select(Board)
-    return query if scope is None else query.where(Board.owner_key_id == tenant_of(scope))
 
 
 def add_to_board(session: Session, selection: Selection, board_id: int) -> int:

@@ -129,7 +129,7 @@ def test_the_form_takes_loras_clip_skip_and_uploads_like_the_api(client, session
         data={"prompts": "a", "init_image": (io.BytesIO(b"not a png"), "a.png")},
         content_type="multipart/form-data",
     )
-    assert 'id="error-init_image">not a readable PNG, JPEG or WebP image' in not_a_picture.text
+    assert 'id="error-init_image">not a readable picture' in not_a_picture.text
 
 
 def test_the_form_shows_the_models_defaults(client):

@@ -3,6 +3,9 @@ soft delete with undo, the purge, tenancy and bad input."""
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from sqlalchemy import func, select
 
@@ -11,6 +14,7 @@ from models import BoardImage, Image
 from models.board import Board
 from models.curation import purge_deleted
 from models.image_store import LocalImageStore
+from tests.farm_harness import REPO
 from tests.gallery.rows import add_images
 
 
@@ -208,3 +212,33 @@ def test_tenants_curate_only_their_own(app, client, sessions):
     assert set(listed(client, f"board_id={board}", headers=admin)) == set(bobs)
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Board)) == 2
+
+
+README_SECTION = "### Curation: ratings, boards, delete and undo"
+
+
+def test_the_readme_curation_examples_answer_as_written(client, sessions):
+    """The README's curl lines, run in order on the quick start's job; each answer has the fields its comment shows."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split(README_SECTION, 1)[1].split("```sh\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    with sessions() as session:
+        add_images(session, ["a red circle on a blue background"] * 4 + ["a yellow triangle on a black background"] * 4)
+    deletion_id = None
+    ran = 0
+    lines = block.splitlines()
+    for number, line in enumerate(lines):
+        command = re.match(r"curl -s -X (\w+) http://127\.0\.0\.1:8000(\S+) .*-d '(.*?)'", line)
+        if not command:
+            continue
+        method, path, body = command.groups()
+        body = json.loads(body.replace('"6f1c..."', json.dumps(deletion_id)))
+        response = client.open(path, method=method, json=body)
+        assert response.status_code in (200, 201), (line, response.json)
+        deletion_id = response.json.get("deletion_id") or deletion_id
+        shown = lines[number + 1] if number + 1 < len(lines) and lines[number + 1].startswith("# {") else ""
+        for key, value in re.findall(r'"(\w+)": ("[^"]*"|-?[\d.]+)', shown):
+            if "..." not in value:
+                assert response.json[key] == json.loads(value), (line, key)
+        ran += 1
+    assert ran == 6
+    assert listed(client) == list(range(8, 0, -1))  # the undo brought 5 and 6 back

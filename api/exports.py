@@ -10,6 +10,7 @@ from flask import Response, jsonify
 from sqlalchemy import select
 
 from api.auth import owner_id, owner_scope
+from api.curation import find_board
 from api.errors import ApiError
 from api.farm import db
 from api.gallery.filters import GalleryFilters
@@ -19,21 +20,13 @@ from api.schemas import ExportFileOut, ExportIn, ExportList, ExportOut
 from api.visibility import hide_paths
 from models import export as exports
 from models.export import Export
-from models.image_selection import NOT_YET_APPLIED, ImageSelection
+from models.image_selection import ImageSelection
 
 
 def selection_of(request: ExportIn) -> ImageSelection:
-    """The stored selection a request describes; 422 naming a filter this farm cannot apply yet."""
-    unsupported = [name for name in NOT_YET_APPLIED if getattr(request, name) is not None]
-    if unsupported:
-        raise ApiError(
-            422,
-            "invalid export",
-            [
-                {"field": name, "reason": "this farm has no ratings or boards yet, so it cannot filter by them"}
-                for name in unsupported
-            ],
-        )
+    """The stored selection a request describes; 422 naming a board the caller does not have."""
+    if request.board_id is not None:
+        find_board(request.board_id, "board_id")  # the caller's own board, else 422 naming board_id
     width = height = None
     if request.size:
         width, height = (int(side) for side in request.size.split("x"))

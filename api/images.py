@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import Response, jsonify, request
-from sqlalchemy import select
 
 from api.auth import owner_scope
 from api.errors import ApiError
@@ -13,7 +12,9 @@ from api.objects import send_object
 from api.pagination import next_cursor, page_args
 from api.presenters import image_out
 from api.schemas import ImagePage
+from models.curation import image_boards
 from models.image import Image, ImageStatus
+from models.image_query import ANY_STATUS, ImageFilters, select_images
 
 _STATUSES = {status.value for status in ImageStatus}
 
@@ -38,41 +39,45 @@ def _int_arg(name: str) -> int | None:
     return int(value)
 
 
+# The API's names for the gallery's filters where they differ (see models/image_query.py).
+API_FILTER_NAMES = {"job_id": "job", "board_id": "board"}
+
+
 def list_images() -> Response:
-    """GET /api/v1/images: newest first; filters `job_id`, `status`, `model`, `seed`."""
+    """GET /api/v1/images: newest first, narrowed by the gallery's filters (`job_id` for job, every status
+    unless `status` says, deleted images only with `deleted=only`)."""
     limit, cursor = page_args()
-    query = select(Image).order_by(Image.id.desc()).limit(limit)
-    if cursor is not None:
-        query = query.where(Image.id < cursor)
-    job_id = _int_arg("job_id")
-    if job_id is not None:
-        query = query.where(Image.job_id == job_id)
-    seed = _int_arg("seed")
-    if seed is not None:
-        query = query.where(Image.seed == seed)
     status = request.args.get("status")
-    if status:
-        if status not in _STATUSES:
-            raise ApiError(
-                400, f"status must be one of {sorted(_STATUSES)}", [{"field": "status", "reason": "unknown status"}]
-            )
-        query = query.where(Image.status == status)
-    model = request.args.get("model")
-    if model:
-        query = query.where(Image.model == model)
-    scope = owner_scope()
-    if scope is not None:
-        query = query.where(Image.owner_key_id == scope)
-    images = list(db().scalars(query))
+    if status and status not in _STATUSES:
+        raise ApiError(
+            400, f"status must be one of {sorted(_STATUSES)}", [{"field": "status", "reason": "unknown status"}]
+        )
+    for name in API_FILTER_NAMES:
+        _int_arg(name)
+    args = {API_FILTER_NAMES.get(name, name): value for name, value in request.args.items()}
+    args["status"] = status or ANY_STATUS
+    filters, errors = ImageFilters.from_args(args)
+    if errors:
+        names = {gallery: api for api, gallery in API_FILTER_NAMES.items()}
+        fields = [{"field": names.get(error.field, error.field), "reason": error.reason} for error in errors]
+        raise ApiError(400, "invalid filter", fields)
+    query, key = select_images(filters, db().get_bind().dialect.name, owner_scope())
+    if cursor is not None:
+        query = query.where(key < cursor)
+    images = list(db().scalars(query.order_by(key.desc()).limit(limit)))
+    boards = image_boards(db(), [image.id for image in images])
     page = ImagePage(
-        images=[image_out(image) for image in images], next_cursor=next_cursor([i.id for i in images], limit)
+        images=[image_out(image).model_copy(update={"boards": boards[image.id]}) for image in images],
+        next_cursor=next_cursor([i.id for i in images], limit),
     )
     return jsonify(page.model_dump(mode="json"))
 
 
 def get_image(image_id: int) -> Response:
-    """GET /api/v1/images/<id>."""
-    return jsonify(image_out(find_image(image_id)).model_dump(mode="json"))
+    """GET /api/v1/images/<id>, with the boards it is on."""
+    body = image_out(find_image(image_id))
+    body.boards = image_boards(db(), [image_id])[image_id]
+    return jsonify(body.model_dump(mode="json"))
 
 
 def _send_object(key: str | None, mimetype: str, download_name: str) -> Response:

@@ -47,6 +47,8 @@ def image_out(image: Image) -> ImageOut:
         render_seconds=image.render_seconds,
         sha256=image.sha256,
         nsfw=bool(image.nsfw),
+        rating=image.rating or 0,
+        deleted_at=image.deleted_at,
         url=f"/api/v1/images/{image.id}/file" if done else None,
         thumbnail_url=f"/api/v1/images/{image.id}/thumbnail" if done and image.thumb_key else None,
     )

@@ -11,7 +11,9 @@ from pydantic import BaseModel
 
 from api import (
     api_docs,
+    boards,
     catalog,
+    curation,
     exports,
     health,
     images,
@@ -79,6 +81,10 @@ IMAGE_FILTERS = (
     Query("status", {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "canceled"]}),
     Query("model", {"type": "string"}),
     Query("seed", {"type": "integer", "minimum": 0, "maximum": MAX_ID}),
+    Query("q", {"type": "string", "maxLength": 200}, "Words in the prompt (all of them, whole words)."),
+    Query("rating", {"type": "string", "enum": ["1", "0", "-1", "not-rejected"]}, "1 starred, -1 rejected."),
+    Query("board_id", {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "Only images on this board."),
+    Query("deleted", {"type": "string", "enum": ["only"]}, "Only deleted images not yet purged (the trash)."),
 )
 IDEMPOTENCY_KEY = Query(
     "Idempotency-Key",
@@ -162,6 +168,56 @@ API_ROUTES: tuple[Route, ...] = (
         images.get_image,
         "One image's parameters and outcome",
         response=schemas.ImageOut,
+    ),
+    Route(
+        "/api/v1/images/<id:image_id>",
+        ("PATCH",),
+        curation.patch_image,
+        "Rate an image: 1 star, 0 none, -1 reject",
+        request=schemas.ImagePatchIn,
+        response=schemas.ImageOut,
+    ),
+    Route(
+        "/api/v1/images/bulk",
+        ("POST",),
+        curation.bulk_action,
+        "Rate, add to or remove from a board, delete or restore many images (ids or a query)",
+        request=schemas.BulkActionIn,
+        response=schemas.BulkActionOut,
+    ),
+    Route("/api/v1/boards", ("GET",), boards.list_boards, "The caller's boards", response=schemas.BoardList),
+    Route(
+        "/api/v1/boards",
+        ("POST",),
+        boards.create_board,
+        "Make a board",
+        request=schemas.BoardIn,
+        status=201,
+        response=schemas.BoardOut,
+    ),
+    Route("/api/v1/boards/<id:board_id>", ("GET",), boards.get_board, "One board", response=schemas.BoardOut),
+    Route(
+        "/api/v1/boards/<id:board_id>",
+        ("DELETE",),
+        boards.delete_board,
+        "Delete a board (its images stay)",
+        response=schemas.BoardOut,
+    ),
+    Route(
+        "/api/v1/boards/<id:board_id>/images",
+        ("POST",),
+        boards.add_board_images,
+        "Put images (ids or a query) on a board",
+        request=schemas.ImageSelectionIn,
+        response=schemas.BulkActionOut,
+    ),
+    Route(
+        "/api/v1/boards/<id:board_id>/images",
+        ("DELETE",),
+        boards.remove_board_images,
+        "Take images (ids or a query) off a board",
+        request=schemas.ImageSelectionIn,
+        response=schemas.BulkActionOut,
     ),
     Route("/api/v1/images/<id:image_id>/file", ("GET",), images.image_file, "The PNG file", media="image/png"),
     Route(
@@ -251,7 +307,6 @@ API_ROUTES: tuple[Route, ...] = (
 )
 
 
-
 def _sdapi(
     path: str, method: str, view: Callable, summary: str, response: type[BaseModel] | None = None, **extra: Any
 ) -> Route:
@@ -321,6 +376,7 @@ GALLERY_ROUTES: tuple[Route, ...] = (
     Route("/", ("GET",), gallery.gallery_page, "Gallery: thumbnails, newest first, with search and filters"),
     Route("/images/<id:image_id>", ("GET",), gallery.image_page, "One image, its parameters and actions"),
     Route("/images/<id:image_id>/more", ("POST",), gallery.more_like_this_submit, "Same parameters, new seeds"),
+    Route("/compare", ("GET",), gallery.compare_page, "Two images side by side (`?ids=A,B`)"),
     Route("/jobs", ("GET",), gallery.jobs_page, "Jobs with live progress, and the submit form"),
     Route("/jobs", ("POST",), gallery.submit_job_form, "Submit a bulk job from the form"),
     Route("/sign-in", ("GET",), sign_in.sign_in_page, "Sign in with an API key (when auth is on)"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, WithJsonSchema, model_validator
+from pydantic import BaseModel, Field, WithJsonSchema, field_validator, model_validator
 
 from models.spec import MAX_PICTURE_CHARS, Url
 
@@ -64,6 +64,11 @@ class ImageOut(BaseModel):
     render_seconds: float | None
     sha256: str | None
     nsfw: bool = Field(default=False, description="Flagged by the model's safety checker (the image is kept).")
+    rating: Literal[-1, 0, 1] = Field(default=0, description="1 starred, 0 not rated, -1 rejected.")
+    deleted_at: datetime | None = Field(
+        default=None, description="When it was deleted; it can be restored until the purge removes it."
+    )
+    boards: list[int] | None = Field(default=None, description="Ids of the boards it is on (single-image answers).")
     url: str | None = Field(description="The PNG, once the image succeeded.")
     thumbnail_url: str | None
 
@@ -280,6 +285,109 @@ class WebhookSettingsOut(BaseModel):
     own_secret: bool = Field(description="This key has its own secret; else the farm-wide one signs.")
     farm_secret: bool = Field(description="The farm has SDFARM_WEBHOOK_SECRET.")
     secret: str | None = Field(default=None, description="The new secret, only in the answer that made it.")
+
+
+# Curation (api/curation.py, api/boards.py): ratings, boards, bulk actions and deletes with undo.
+ImageId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+class ImageSelectionIn(BaseModel):
+    """Which images: `image_ids`, or `query`, the gallery's filters (its URL parameters as an object,
+    such as `{"q": "castle", "rating": "1", "job": 7}`), which selects every match without listing it."""
+
+    model_config = {"extra": "forbid"}
+
+    image_ids: list[ImageId] | None = Field(default=None, max_length=10_000)
+    # Values are checked by models/image_query.py, which names each bad one as `query.<name>`.
+    query: dict[Annotated[str, Field(max_length=40)], Any] | None = Field(
+        default=None,
+        max_length=20,
+        description="q, job, model, size, seed, status (default succeeded; `any`), from, to, rating (1, 0, -1, "
+        "not-rejected), board, deleted (only).",
+    )
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> ImageSelectionIn:
+        if (self.image_ids is None) == (self.query is None):
+            raise ValueError("send either image_ids or query")
+        return self
+
+
+class BulkActionIn(ImageSelectionIn):
+    """An action on many images at once; `restore` also takes the `deletion_id` a delete answered."""
+
+    action: Literal["rate", "add_to_board", "remove_from_board", "delete", "restore"]
+    rating: Literal[-1, 0, 1] | None = Field(default=None, description="For rate: 1 star, 0 none, -1 reject.")
+    board_id: ImageId | None = Field(default=None, description="For add_to_board and remove_from_board.")
+    deletion_id: Annotated[str, Field(pattern="^[0-9a-f]{32}$")] | None = Field(
+        default=None, description="For restore: undo that delete (instead of image_ids or query)."
+    )
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> BulkActionIn:  # overrides the base's: deletion_id is a selection too
+        given = sum(value is not None for value in (self.image_ids, self.query, self.deletion_id))
+        if given != 1:
+            raise ValueError("send one of image_ids, query or (for restore) deletion_id")
+        return self
+
+    @model_validator(mode="after")
+    def _action_arguments(self) -> BulkActionIn:
+        if self.action == "rate" and self.rating is None:
+            raise ValueError("rate needs rating: 1, 0 or -1")
+        if self.action in {"add_to_board", "remove_from_board"} and self.board_id is None:
+            raise ValueError(f"{self.action} needs board_id")
+        if self.deletion_id is not None and self.action != "restore":
+            raise ValueError("deletion_id is only for restore")
+        return self
+
+
+class BulkActionOut(BaseModel):
+    """What an action did."""
+
+    action: str
+    matched: int = Field(description="Images the action changed (for boards: added or removed).")
+    deletion_id: str | None = Field(default=None, description="delete: pass to restore to undo it.")
+    purge_after_seconds: float | None = Field(default=None, description="delete: how long it can be undone.")
+
+
+class ImagePatchIn(BaseModel):
+    """What can be changed on an image."""
+
+    model_config = {"extra": "forbid"}
+
+    rating: Literal[-1, 0, 1] = Field(description="1 star, 0 none, -1 reject.")
+
+
+class BoardIn(BaseModel):
+    """A new board."""
+
+    model_config = {"extra": "forbid"}
+
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+
+    @field_validator("name")
+    @classmethod
+    def _visible_name(cls, value: str) -> str:
+        value = value.strip()
+        if not value or not value.isprintable():
+            raise ValueError("must have visible characters and no control characters")
+        return value
+
+
+class BoardOut(BaseModel):
+    """A board and how many images it holds."""
+
+    id: int
+    name: str
+    created_at: datetime
+    images: int = Field(description="Images on it (deleted ones not counted).")
+    images_url: str
+
+
+class BoardList(BaseModel):
+    """The caller's boards, by name."""
+
+    boards: list[BoardOut]
 
 
 ExportFormat = Literal["imagefolder", "webdataset", "zip"]

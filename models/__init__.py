@@ -2,6 +2,7 @@
 
 from models.api_key import ApiKey
 from models.base import Base
+from models.board import Board, BoardImage
 from models.export import Export
 from models.idempotency import IdempotencyKey
 from models.image import Image, ImageStatus
@@ -13,6 +14,8 @@ from models.worker_record import WorkerRecord
 __all__ = [
     "ApiKey",
     "Base",
+    "Board",
+    "BoardImage",
     "Export",
     "IdempotencyKey",
     "Image",

@@ -6,7 +6,19 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, RowId, UTCDateTime, utcnow
@@ -41,6 +53,10 @@ class Image(Base):
         # Gallery filters by model, and by date, newest first.
         Index("ix_images_model_status_id", "model", "status", "id"),
         Index("ix_images_queued_at", "queued_at"),
+        # Curation: the rating filter newest first; the trash and the purge of expired deletes.
+        Index("ix_images_rating_id", "rating", "id"),
+        Index("ix_images_deleted_at", "deleted_at"),
+        Index("ix_images_deletion_id", "deletion_id"),
     )
 
     id: Mapped[int] = mapped_column(RowId, primary_key=True)
@@ -87,6 +103,13 @@ class Image(Base):
     sha256: Mapped[str | None] = mapped_column(String(64))
     render_seconds: Mapped[float | None] = mapped_column(Float)
     nsfw: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    # Curation (models/curation.py): 1 starred, 0 not rated, -1 rejected; a soft delete can be undone
+    # until the purge removes the row and its files, SDFARM_DELETE_GRACE_SECONDS after `deleted_at`.
+    rating: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # One id per delete action, so "undo" restores exactly what that action deleted.
+    deletion_id: Mapped[str | None] = mapped_column(String(32))
 
     job: Mapped[Job] = relationship(back_populates="images")
 

@@ -14,21 +14,18 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from models.board import BoardImage
 from models.image import Image, ImageStatus
 from models.prompt_search import search_for_dialect
 
 CHUNK = 500
-# Selection fields that are stored but not applied until the curation tables (ratings, boards) are
-# wired into `narrow_by_curation`; the API refuses them meanwhile rather than export too much.
-NOT_YET_APPLIED = ("rating", "board_id")
 
 
 @dataclass(frozen=True)
 class ImageSelection:
     """What to export; every field that is set narrows the selection (all of them together).
 
-    `rating` and `board_id` are the curation filters (ratings and boards); they are stored and
-    passed through here, and `narrow` applies them where the curation tables exist.
+    `rating` and `board_id` are the curation filters (models/curation.py), applied by `narrow_by_curation`.
     """
 
     image_ids: tuple[int, ...] = ()
@@ -94,11 +91,13 @@ class ImageSelection:
 
 
 def narrow_by_curation(query: Select, selection: ImageSelection) -> Select:
-    """Rating and board filters: a hook for the curation tables (ratings, boards), which live on their own branch.
-
-    Until they are wired in, a selection that names a rating or a board is refused at submit
-    (NOT_YET_APPLIED, checked in api/exports.py), so nothing here silently exports more than was asked for.
-    """
+    """Deleted images never export; `rating` and `board_id` narrow as the gallery's filters do."""
+    query = query.where(Image.deleted_at.is_(None))
+    if selection.rating is not None:
+        query = query.where(Image.rating == selection.rating)
+    if selection.board_id is not None:
+        on_board = select(BoardImage.image_id).where(BoardImage.board_id == selection.board_id)
+        query = query.where(Image.id.in_(on_board))
     return query
 
 

@@ -26,8 +26,8 @@ class JobProgress:
     @property
     def progress(self) -> float:
         """0 to 1; finished images count whole, running ones by their denoising step."""
-        if self.total == 0:
-            return 1.0
+        if self.total == 0 or not (self.queued or self.running):
+            return 1.0  # also once deleted images were purged: the job has nothing left to do
         done = self.succeeded + self.failed + self.canceled + self.running_progress
         return round(min(1.0, done / self.total), 4)
 

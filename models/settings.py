@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     metrics_token: str | None = Field(
         default=None, description="If set, /metrics answers only `Authorization: Bearer <token>`; else it is open."
     )
+    delete_grace_seconds: float = Field(
+        default=86_400.0, ge=0, description="How long a deleted image can be restored before its files are removed."
+    )
     status_cache_seconds: float = Field(
         default=1.0, ge=0, le=60, description="How old a polled job status may be (per API process); 0: always fresh."
     )

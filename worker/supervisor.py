@@ -23,6 +23,7 @@ from models.queue import RenderQueue, make_celery
 from models.settings import Settings
 from worker.background import BackgroundLoop
 from worker.exporter import ExportRunner
+from worker.purge import Purger
 from worker.reaper import Reaper
 from worker.webhooks import WebhookDispatcher
 
@@ -31,6 +32,7 @@ log = logging.getLogger("sdfarm.supervisor")
 RESTART_WINDOW = 60.0
 WEBHOOK_POLL_SECONDS = 1.0
 EXPORT_POLL_SECONDS = 1.0
+PURGE_POLL_SECONDS = 60.0
 MAX_QUICK_RESTARTS = 5
 
 
@@ -145,7 +147,8 @@ class Supervisor:
         return status
 
     def _start_background(self) -> list[BackgroundLoop]:
-        """The reaper, webhook deliveries (never inside an API request) and dataset exports, one loop each."""
+        """The reaper, webhook deliveries (never inside an API request), dataset exports and the purge of
+        deleted images, one loop each."""
         settings = self.settings
         sessions = make_session_factory(make_engine(settings.resolved_database_url))
         queue = RenderQueue(make_celery(settings), settings.redis_url)
@@ -157,6 +160,12 @@ class Supervisor:
             BackgroundLoop(WebhookDispatcher(sessions, settings), WEBHOOK_POLL_SECONDS, "webhooks"),
             BackgroundLoop(
                 ExportRunner(sessions, store, runner_name, settings.lease_seconds), EXPORT_POLL_SECONDS, "exports"
+            ),
+            # Deleted images past their grace period lose their rows, then their files.
+            BackgroundLoop(
+                Purger(sessions, store, settings.delete_grace_seconds),
+                min(PURGE_POLL_SECONDS, max(1.0, settings.delete_grace_seconds / 2)),
+                "purge",
             ),
         ]
         for loop in loops:

@@ -27,7 +27,14 @@ FIELDS: dict[str, str] = {
     "scheduler": "Sampler",
     "model": "Model",
     "priority": "Priority",
+    "loras": "LoRAs (name:weight, ...)",
+    "clip_skip": "Clip skip",
+    "init_image_id": "Init image: a gallery image id",
+    "init_image": "or upload a picture",
+    "strength": "Denoising strength",
+    "mask_image": "Inpainting mask (white is repainted)",
 }
+UPLOADS = ("init_image", "mask_image")  # file parts, sent as multipart uploads like the API's
 DEFAULTS = {"num_images": "1", "priority": "5"}
 
 
@@ -54,6 +61,8 @@ class JobForm:
         """Prefill from a JobSpec body (such as "make more like this" builds)."""
         data = dict(body)
         data["prompts"] = "\n".join(body.get("prompts") or [])
+        if body.get("loras"):
+            data["loras"] = ", ".join(f"{lora['name']}:{lora.get('weight', 1.0)}" for lora in body["loras"])
         return cls.from_mapping(data)
 
     def spec_body(self) -> dict[str, Any]:
@@ -61,8 +70,12 @@ class JobForm:
         body: dict[str, Any] = {}
         for name in FIELDS:
             value = self.values.get(name, "").strip()
+            if name in UPLOADS:
+                continue
             if name == "prompts":
                 body[name] = [line.strip() for line in value.splitlines() if line.strip()]
+            elif name == "loras" and value:
+                body[name] = [_lora(part) for part in value.split(",") if part.strip()]
             elif name == "negative_prompt":
                 body[name] = value
             elif value:
@@ -90,3 +103,12 @@ class JobForm:
     def has_errors(self) -> bool:
         """Whether anything was rejected."""
         return bool(self.errors or self.form_errors)
+
+
+def _lora(text: str) -> dict[str, Any]:
+    """`name:weight` (or a bare name, weight 1) as JobSpec's LoRA object; JobSpec checks both parts."""
+    name, _, weight = text.strip().partition(":")
+    lora: dict[str, Any] = {"name": name.strip()}
+    if weight.strip():
+        lora["weight"] = weight.strip()
+    return lora

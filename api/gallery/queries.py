@@ -8,10 +8,9 @@ from typing import Generic, TypeVar
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from api.gallery.filters import GalleryFilters
-from api.gallery.search import PromptSearch
 from api.ids import parse_id
 from models.image import Image
+from models.image_query import ImageFilters, select_images
 from models.job import Job
 
 Row = TypeVar("Row", Image, Job)
@@ -65,15 +64,20 @@ def keyset_page(session: Session, query: Select, id_column, cursor: Cursor, size
     return Page(rows, older=older, newer=newer)
 
 
-def gallery_images(
-    session: Session, filters: GalleryFilters, search: PromptSearch, scope: int | None, cursor: Cursor
-) -> Page[Image]:
+def gallery_images(session: Session, filters: ImageFilters, scope: int | None, cursor: Cursor) -> Page[Image]:
     """The images a gallery page shows; `scope` is the owner key id to keep to (None: all owners)."""
-    query = filters.apply(select(Image))
-    if scope is not None:
-        query = query.where(Image.owner_key_id == scope)
-    query, key = search.apply(query, filters.q)
+    query, key = select_images(filters, session.get_bind().dialect.name, scope)
     return keyset_page(session, query, key, cursor)
+
+
+def neighbours(
+    session: Session, filters: ImageFilters, scope: int | None, image_id: int
+) -> tuple[int | None, int | None]:
+    """The ids shown just before (newer) and after (older) `image_id` in the gallery view `filters`."""
+    query, key = select_images(filters, session.get_bind().dialect.name, scope, select(Image.id))
+    newer = session.scalar(query.where(key > image_id).order_by(key.asc()).limit(1))
+    older = session.scalar(query.where(key < image_id).order_by(key.desc()).limit(1))
+    return newer, older
 
 
 def job_list(session: Session, scope: int | None, cursor: Cursor, size: int = 20) -> Page[Job]:

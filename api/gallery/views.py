@@ -2,53 +2,137 @@
 
 from __future__ import annotations
 
-from flask import Response, redirect, render_template, request, url_for
+import dataclasses
+
+from flask import Response, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from api.auth import owner_id, owner_scope
+from api.boards import tenant_boards
 from api.errors import ApiError
 from api.farm import db, farm
-from api.gallery.filters import STATUS_CHOICES, GalleryFilters
-from api.gallery.forms import FIELDS, JobForm
+from api.gallery.forms import FIELDS, UPLOADS, JobForm
 from api.gallery.parameters import image_infotext, more_like_this
-from api.gallery.queries import Cursor, gallery_images, job_list
-from api.gallery.search import search_for_dialect
+from api.gallery.queries import Cursor, gallery_images, job_list, neighbours
 from api.ids import parse_id
 from api.images import find_image
+from api.init_images import MAX_INIT_BYTES, Uploads
 from api.jobs import spec_context
 from api.presenters import job_out, online_workers_by_model
 from api.submission import submit_job
+from models.curation import image_boards
 from models.image import Image, ImageStatus
+from models.image_query import STATUS_CHOICES, ImageFilters
 from models.progress import job_progress
 from models.samplers import SAMPLERS
 
 THUMBNAILS_PER_JOB = 8
 MAX_MORE_IMAGES = 64
+RATING_LABELS = {"": "any", "1": "starred", "0": "not rated", "-1": "rejected", "not-rejected": "not rejected"}
 
 
 def gallery_page() -> tuple[str, int]:
     """GET /: thumbnails, newest first, narrowed by the search and filters in the URL."""
-    filters, errors = GalleryFilters.from_args(request.args)
-    search = search_for_dialect(farm().engine.dialect.name)
-    page = gallery_images(db(), filters, search, owner_scope(), Cursor.from_args(request.args))
+    filters, errors = ImageFilters.from_args(request.args)
+    page = gallery_images(db(), filters, owner_scope(), Cursor.from_args(request.args))
     args = filters.to_args()
     html = render_template(
         "gallery.html",
         page=page,
         filters=filters,
+        query_args=args,
         older_url=url_for("gallery.gallery_page", **args, before=page.older) if page.older else None,
         newer_url=url_for("gallery.gallery_page", **args, after=page.newer) if page.newer else None,
         errors=errors,
         statuses=STATUS_CHOICES,
+        ratings=RATING_LABELS,
+        boards=tenant_boards(),
+        models=sorted(farm().catalog.entries()),
+        size_example=_default_size(),
+        can_edit=not g.get("read_only_guest"),
     )
     return html, 400 if errors else 200
 
 
+def _default_size() -> str:
+    """WIDTHxHEIGHT of the farm's default model, the size filter's example."""
+    catalog = farm().catalog
+    entry = catalog.entries().get(catalog.default_name)
+    return f"{entry.defaults.width}x{entry.defaults.height}" if entry else "512x512"
+
+
 def image_page(image_id: int) -> str:
-    """GET /images/<id>: the full image, every parameter, download, copy and "make more like this"."""
+    """GET /images/<id>: the full image, every parameter, download, copy, rating, boards and "make more
+    like this"; the gallery's filters in the URL give its previous and next images."""
     image = find_image(image_id)
     infotext = image_infotext(image, farm().store)
-    return render_template("image.html", image=image, infotext=infotext, max_more=MAX_MORE_IMAGES)
+    filters, _errors = ImageFilters.from_args(request.args)  # a bad filter only loses prev/next
+    init_url, init_label, mask_url = _job_input_links(image)
+    newer, older = neighbours(db(), filters, owner_scope(), image.id)
+    args = filters.to_args()
+    return render_template(
+        "image.html",
+        image=image,
+        infotext=infotext,
+        max_more=MAX_MORE_IMAGES,
+        query_args=args,
+        newer_url=url_for("gallery.image_page", image_id=newer, **args) if newer else None,
+        older_url=url_for("gallery.image_page", image_id=older, **args) if older else None,
+        gallery_url=url_for("gallery.gallery_page", **args),
+        boards=tenant_boards(),
+        on_boards=set(image_boards(db(), [image.id])[image.id]),
+        can_edit=not g.get("read_only_guest"),
+        init_url=init_url,
+        init_label=init_label,
+        mask_url=mask_url,
+    )
+
+
+def _job_input_links(image: Image) -> tuple[str | None, str, str | None]:
+    """Links to the init image (the farm image it was, else the job's upload) and the mask of its job."""
+    job = image.job
+    source = (job.spec or {}).get("init_image_id")
+    if isinstance(source, int):
+        init_url, label = url_for("gallery.image_page", image_id=source), f"Image {source}"
+    elif job.init_image_key:
+        init_url, label = url_for("images.job_init_image", job_id=job.id), "Uploaded picture"
+    else:
+        init_url, label = None, ""
+    mask_url = url_for("images.job_mask_image", job_id=job.id) if job.mask_image_key else None
+    return init_url, label, mask_url
+
+
+COMPARED_PARAMETERS = (
+    ("Model", lambda i: i.model),
+    ("Size", lambda i: f"{i.width}x{i.height}"),
+    ("Seed", lambda i: i.seed),
+    ("Steps", lambda i: i.steps),
+    ("CFG scale", lambda i: i.guidance_scale),
+    ("Sampler", lambda i: i.scheduler),
+    ("Clip skip", lambda i: i.clip_skip),
+    ("LoRAs", lambda i: ", ".join(f"{lora['name']}: {lora.get('weight', 1.0)}" for lora in i.loras or []) or "—"),
+    ("Strength", lambda i: i.strength if i.strength is not None else "—"),
+    ("Negative prompt", lambda i: i.negative_prompt or "—"),
+)
+
+
+def compare_page() -> tuple[str, int]:
+    """GET /compare?ids=A,B: two images side by side, their parameters aligned and differences marked."""
+    text = request.args.get("ids", "")[:100]
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    error = None
+    images: list[Image] = []
+    malformed = len(parts) > 2 or not all(part.isascii() and part.isdigit() and len(part) <= 18 for part in parts)
+    if malformed:
+        error = "one or two image ids, such as 12,34"
+    else:
+        images = [find_image(int(part)) for part in parts if int(part) > 0]
+        if len(images) < 2:
+            error = "name a second image to compare with"
+    rows = {image.id: [(label, value(image)) for label, value in COMPARED_PARAMETERS] for image in images}
+    differs = {label: len({str(dict(rows[i.id])[label]) for i in images}) > 1 for label, _ in COMPARED_PARAMETERS}
+    html = render_template("compare.html", images=images, image_rows=rows, differs=differs, ids_text=text, error=error)
+    return html, 400 if malformed else 200
 
 
 def more_like_this_submit(image_id: int) -> Response | tuple[str, int]:
@@ -72,19 +156,37 @@ def jobs_page() -> str:
             raise ApiError(404, f"no image with id {source[:30]}")
         image = find_image(image_id)
         form = JobForm.from_spec_body(more_like_this(image_infotext(image, farm().store), image, 1))
+    init = request.args.get("init_image", "")
+    if init:
+        # "Use as init image": this picture, its prompt and model; the size follows the picture.
+        init_id = parse_id(init)
+        if init_id is None:
+            raise ApiError(404, f"no image with id {init[:30]}")
+        image = find_image(init_id)
+        form = JobForm.from_spec_body({"prompts": [image.prompt], "model": image.model, "init_image_id": image.id})
     return _render_jobs(form)
 
 
 def submit_job_form() -> Response | tuple[str, int]:
     """POST /jobs: validate like the API; errors go back next to their fields, success to the job."""
-    return _submit(JobForm.from_mapping(request.form))
+    return _submit(JobForm.from_mapping(request.form), _uploads())
 
 
-def _submit(form: JobForm) -> Response | tuple[str, int]:
+def _uploads() -> Uploads | None:
+    """The form's init image and mask files, read up to one byte past the limit (then refused)."""
+    parts = {}
+    for name in UPLOADS:
+        upload = request.files.get(name)
+        if upload is not None and upload.filename:
+            parts[name] = upload.stream.read(MAX_INIT_BYTES + 1)
+    return Uploads(**parts) if parts else None
+
+
+def _submit(form: JobForm, uploads: Uploads | None = None) -> Response | tuple[str, int]:
     spec = form.validate(spec_context())
     if spec is not None:
         try:
-            job = submit_job(farm(), db(), spec, owner_id())
+            job = submit_job(farm(), db(), spec, owner_id(), uploads)
         except ApiError as error:
             db().rollback()
             form.add_errors(error.fields or [{"field": "body", "reason": error.message}])
@@ -110,10 +212,24 @@ def _render_jobs(form: JobForm) -> str:
         form=form,
         labels=FIELDS,
         models=sorted(catalog.entries()),
+        model_defaults={name: dataclasses.asdict(entry.defaults) for name, entry in catalog.entries().items()},
         default_model=catalog.default_name,
+        loras=sorted(path.stem for path in farm().settings.resolved_lora_dir.glob("*.safetensors"))[:200],
         samplers=[sampler.label for sampler in SAMPLERS],
         submitted=request.args.get("submitted", type=int),
+        init_preview=_init_preview(form.values.get("init_image_id", "")),
     )
+
+
+def _init_preview(value: str) -> Image | None:
+    """The gallery image the form names as its init image, when the caller may see it and it has a thumbnail."""
+    if not (value.isascii() and value.isdigit() and 0 < len(value) <= 18):
+        return None
+    image = db().get(Image, int(value))
+    scope = owner_scope()
+    if image is None or (scope is not None and image.owner_key_id != scope) or not image.thumb_key:
+        return None
+    return image
 
 
 def _recent_thumbnails(job_id: int) -> list[Image]:

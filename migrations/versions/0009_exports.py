@@ -20,7 +20,7 @@ def UTCDateTime() -> sa.DateTime:  # noqa: N802 - reads like the model's column 
 
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -10,6 +10,7 @@ from sqlalchemy import update
 from api.auth import create_key
 from api.routes import served_routes
 from api.visibility import hide_paths
+from models.board import Board
 from models.export import Export
 from models.worker_record import WorkerRecord
 from tests.farm_harness import REPO
@@ -44,8 +45,11 @@ def farm_rows(app, tmp_path, models_dir):
         export = Export(owner_key_id=alice.id, format="zip", selection={"job_id": alice_job}, status="failed")
         export.error = f"OSError: cannot write {tmp_path}/exports"
         session.add(export)
+        board = Board(owner_key_id=alice.id, name="alice's board")
+        session.add(board)
         session.commit()
         ids = {
+            "board": board.id,
             "alice_job": alice_job,
             "bob_job": bob_job,
             "failed_image": failed.id,
@@ -109,6 +113,7 @@ def test_no_answer_to_a_tenant_names_a_server_path(app, client, farm_rows, model
     headers, ids = farm_rows
     roots = {str(models_dir), str(tmp_path), str(REPO), str(app.extensions["sdfarm"].settings.resolved_lora_dir)}
     values = {"job_id": ids["failed_job"], "image_id": ids["failed_image"], "export_id": ids["export"], "number": 1}
+    values["board_id"] = ids["board"]
     checked = 0
     for route in served_routes(app.extensions["sdfarm"].settings):
         if "GET" not in route.methods or "<name>" in route.rule:

@@ -159,6 +159,18 @@ def test_gallery_search_shows_only_matching_images(page, live_farm, finished_job
     page.wait_for_function("() => [...document.querySelectorAll('#grid img')].slice(0, 8).every(i => i.complete)")
     save_screenshot(page, "gallery.png")
 
+    # Curating: a starred card and a selection of three, with the bulk actions (README's picture).
+    first = tiles.nth(0)
+    first.hover()
+    first.locator("button.star").click()
+    page.wait_for_function("() => document.querySelector('#grid .tile').dataset.rating === '1'")
+    for index in (1, 2, 3):
+        tiles.nth(index).locator(".pick input").click()
+    assert page.locator('#selection-bar [data-field="selected"]').inner_text() == "3 images selected"
+    page.mouse.move(0, 0)
+    save_screenshot(page, "curation.png")
+    page.click('#selection-bar [data-select="none"]')
+
     page.fill("input[name=q]", "LIGHTHOUSE")
     page.press("input[name=q]", "Enter")
     page.wait_for_url(re.compile(r"/\?q=LIGHTHOUSE$"))  # empty filters are left out of the shared URL
@@ -184,7 +196,7 @@ def test_image_page_parameters_copy_and_make_more(page, live_farm, finished_job)
     )
     page.goto(f"/?job={finished_job['id']}&q=lighthouse")
     page.click(f'#grid .tile[data-image-id="{image["id"]}"] a')
-    page.wait_for_url(f"**/images/{image['id']}")
+    page.wait_for_url(re.compile(rf"/images/{image['id']}\?"))  # the link keeps the view (prev/next)
 
     def param(name: str) -> str:
         return page.locator(f'[data-param="{name}"]').first.inner_text().strip()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from api.gallery.filters import GalleryFilters
 from api.gallery.queries import Cursor, gallery_images
-from api.gallery.search import PostgresSearch, SqliteFtsSearch, query_words, search_for_dialect
 from models import Image
+from models.image_query import ImageFilters
+from models.prompt_search import PostgresSearch, SqliteFtsSearch, query_words, search_for_dialect
 from tests.gallery.rows import add_images
 
 PROMPTS = [
@@ -21,8 +21,7 @@ PROMPTS = [
 
 
 def search(session, text: str, **filters) -> list[str]:
-    search_impl = search_for_dialect(session.get_bind().dialect.name)
-    page = gallery_images(session, GalleryFilters(q=text, **filters), search_impl, None, Cursor())
+    page = gallery_images(session, ImageFilters(q=text, **filters), None, Cursor())
     return [image.prompt for image in page.rows]
 
 
@@ -69,10 +68,9 @@ def test_search_combines_with_filters_and_pages(session):
     first = add_images(session, [f"a cat number {n}" for n in range(60)])
     add_images(session, ["a cat in a failed job"], status="failed")
     add_images(session, ["a dog"] * 5)
-    prompt_search = search_for_dialect(session.get_bind().dialect.name)
-    page = gallery_images(session, GalleryFilters(q="cat"), prompt_search, None, Cursor())
+    page = gallery_images(session, ImageFilters(q="cat"), None, Cursor())
     assert len(page.rows) == 48 and page.older == page.rows[-1].id and page.newer is None
-    rest = gallery_images(session, GalleryFilters(q="cat"), prompt_search, None, Cursor(before=page.older))
+    rest = gallery_images(session, ImageFilters(q="cat"), None, Cursor(before=page.older))
     assert [image.id for image in page.rows + rest.rows] == [image.id for image in reversed(first)]
     assert rest.older is None and rest.newer == rest.rows[0].id
     assert search(session, "cat", status="failed") == ["a cat in a failed job"]

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     host: str = "127.0.0.1"
     port: int = 8000
+    tune: str = Field(
+        default="auto",
+        description="Warm-up tuning of how a GPU worker runs: auto (every candidate on CUDA, none on the CPU), off, "
+        "or a comma list of eager, channels_last, compile, compile_channels_last, cuda_graphs.",
+    )
 
     @field_validator("auth")
     @classmethod

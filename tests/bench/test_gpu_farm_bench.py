@@ -1,0 +1,34 @@
+"""`sdfarm bench gpu-farm` end to end on the CPU with the tiny model: the three sides, the ratios and
+the worker's cold start split come out as JSON (on CUDA the same code runs SD 1.5's architecture)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from click.testing import CliRunner
+
+from sdfarm.cli import main
+
+
+def test_gpu_farm_bench_runs_the_three_sides_and_splits_the_cold_start(tmp_path):
+    out = tmp_path / "gpu-farm.json"
+    options = ["--batch", "2", "--images", "4", "--steps", "2", "--rounds", "1", "--quick", "--out", str(out)]
+    result = CliRunner().invoke(main, ["bench", "gpu-farm", *options], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    figures = json.loads(out.read_text())["gpu_farm"]
+    assert figures["device"] == ("cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name())
+    assert (figures["batch"], figures["steps"], figures["images_per_side_per_round"]) == (2, 2, 4)
+    for side in ("plain", "runner", "farm"):
+        assert figures["images_per_second"][side]["median"] > 0, side
+    assert set(figures["ratios"]) == {"runner_over_plain", "farm_over_plain"}
+    (run,) = figures["farm_runs"]
+    assert run["batches"] == 2  # 4 images at batch 2: the worker served the bench's batch size
+    cold = figures["cold_start"]["first"]
+    assert cold["seconds_to_ready"] > 0
+    for part in ("imports_seconds", "load_seconds", "warm_up_seconds", "process_seconds"):
+        assert cold[part] > 0, part
+    assert cold["process_seconds"] <= cold["seconds_to_ready"] + 1
+    # A CPU worker runs eager and spends nothing on tuning.
+    assert cold["configuration"]["name"] == "eager" and cold["configuration"]["tuned"] is False
+    assert cold["tuning_seconds"] < 0.5

@@ -140,3 +140,24 @@ def test_a_cpu_worker_runs_eager_without_any_timed_call(tmp_path):
     )
     assert choice.name == "eager" and not choice.tuned and runner.calls == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_diffusers_runner_switches_memory_format_and_back(models_dir):
+    import torch
+
+    from models.catalog import ModelEntry
+    from worker.diffusers_runner import DiffusersRunner
+
+    runner = DiffusersRunner(ModelEntry("tiny", models_dir / "tiny", "diffusers"), "cpu")
+    weight = next(p for p in runner.pipeline.unet.parameters() if p.dim() == 4)
+    assert runner.configuration == "eager" and weight.is_contiguous()
+    request = RenderRequest(["a cat"], [""], [1], 2, 7.5, 64, 64, "euler")
+    before = runner.generate(request, lambda _: None).images[0]
+    runner.configure("channels_last")
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    after = runner.generate(request, lambda _: None).images[0]
+    assert max(abs(a - b) for a, b in zip(before.tobytes(), after.tobytes(), strict=True)) <= 2
+    runner.configure("eager")
+    assert weight.is_contiguous() and runner.pipeline.unet is runner._eager_unet
+    with pytest.raises(ValueError, match="unknown configuration 'fastest'"):
+        runner.configure("fastest")

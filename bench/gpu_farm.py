@@ -50,12 +50,14 @@ class PlainLoop:
     """The baseline: StableDiffusionPipeline.from_pretrained and a loop of calls, nothing else."""
 
     def __init__(self, model_dir: Path, device: str):
+        import diffusers
         import torch
         from diffusers import StableDiffusionPipeline
 
+        diffusers.utils.logging.disable_progress_bar()
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
         self.pipeline = StableDiffusionPipeline.from_pretrained(
-            model_dir, torch_dtype=dtype, local_files_only=True, safety_checker=None
+            model_dir, dtype=dtype, local_files_only=True, safety_checker=None
         ).to(device)
         self.pipeline.set_progress_bar_config(disable=True)
 

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     host: str = "127.0.0.1"
     port: int = 8000
+    save_beside: str = Field(
+        default="true",
+        description="Save (PNG, thumbnail, rows) on a thread beside the next batch: true, false, or auto "
+        "(beside on a GPU, in line on the CPU).",
+    )
     tune: str = Field(
         default="auto",
         description="Warm-up tuning of how a GPU worker runs: auto (every candidate on CUDA, none on the CPU), off, "

@@ -5,7 +5,8 @@
 # Installs the wheels with --no-index into a venv that sees the machine's own CUDA torch
 # (--system-site-packages), then runs tests/gpu, `sdfarm bench gpu-farm` (SD 1.5 architecture built
 # from worker/model_build/release.py, batch 8 and 16) and the throughput sweep, each under a time
-# limit, and writes OUT/gpu-check.json (default OUT: gpu-results). About 7 minutes on an H200.
+# limit, and writes OUT/gpu-check.json and the BENCHMARKS.md tables made from it, OUT/gpu-tables.md
+# (default OUT: gpu-results). About 8 minutes on an H200.
 # GPU_CHECK_TUNE sets the farm worker's SDFARM_TUNE (default: the two eager memory formats, which
 # tune in seconds; `auto` adds the compiled candidates, minutes more on the first start).
 set -uo pipefail
@@ -59,5 +60,6 @@ for name in ("gpu-farm-batch-8", "gpu-farm-batch-16", "gpu-throughput"):
 (out / "gpu-check.json").write_text(json.dumps(summary, indent=2))
 print(json.dumps(summary["steps"]))
 EOF
+"$python" -m bench.gpu_report "$out/gpu-check.json" | tee "$out/gpu-tables.md"
 grep -q '"exit": [1-9]' "$out/steps.jsonl" && exit 1
 exit 0

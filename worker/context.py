@@ -81,6 +81,7 @@ class WorkerContext:
                 self.max_batch,
                 self.settings.lease_seconds,
                 self.settings.max_attempts,
+                save_beside=_save_beside(self.settings.save_beside, runner.device),
             )
             self.stats.loaded()
             log.info(
@@ -282,3 +283,8 @@ def _process_started() -> float:
         return psutil.Process(os.getppid()).create_time()
     except psutil.Error:
         return psutil.Process().create_time()
+
+
+def _save_beside(setting: str, device: str) -> bool:
+    """SDFARM_SAVE_BESIDE: auto saves beside rendering on a GPU and in line on the CPU."""
+    return device.startswith("cuda") if setting == "auto" else setting == "true"

@@ -32,3 +32,24 @@ def test_gpu_farm_bench_runs_the_three_sides_and_splits_the_cold_start(tmp_path)
     # A CPU worker runs eager and spends nothing on tuning.
     assert cold["configuration"]["name"] == "eager" and cold["configuration"]["tuned"] is False
     assert cold["tuning_seconds"] < 0.5
+
+
+def test_the_gpu_tables_are_made_from_the_check_json():
+    from bench.gpu_report import cold_start_table, farm_table, throughput_table
+
+    spread = {"median": 4.5, "min": 4.4, "max": 4.6}
+    farm = {"images_per_second": {"plain": spread, "runner": spread, "farm": spread}}
+    farm["ratios"] = {"runner_over_plain": {"median": 0.99, "min": 0.98, "max": 1.0}, "farm_over_plain": spread}
+    farm["cold_start"] = {"first": {"seconds_to_ready": 12.34, "configuration": {"name": "cuda_graphs"}}}
+    check = {
+        "gpu-farm-batch-8": {"gpu_farm": farm},
+        "gpu-throughput": {"runs": [{"batch": 16, "images_per_second": 7.9}]},
+    }
+    assert "| 8 | 4.50 (4.40 to 4.60) | 4.50 (4.40 to 4.60) | 4.50 (4.40 to 4.60) | 0.990 (0.980 to 1.000) |" in (
+        "\n".join(farm_table(check))
+    )
+    assert "| 16 | not measured |" in "\n".join(farm_table(check))  # no batch-16 run: said so, not zero
+    assert "| first | 12.3 |" in "\n".join(cold_start_table(check)) and "cuda_graphs" in "\n".join(
+        cold_start_table(check)
+    )
+    assert "| 16 | 7.90 |" in "\n".join(throughput_table(check))

@@ -4,7 +4,8 @@ Three sides render the same images (model, batch, steps, size, sampler, seeds), 
 interleave them so a noisy neighbour or a warming GPU weighs on all three alike:
 
 - `plain`: the diffusers pipeline called in a loop, as anyone would write it;
-- `runner`: the farm's DiffusersRunner.generate alone (no Celery, no saving);
+- `runner`: the farm's DiffusersRunner.generate alone (no Celery, no saving), its calls alternating
+  with the plain loop's in the same process;
 - `farm`: the whole farm, HTTP submit to every PNG and row stored, through a real worker.
 
 Plus the worker's cold start (`sdfarm worker` to ready), split by the worker itself into imports,
@@ -89,18 +90,24 @@ class RunnerAlone:
         self.runner.generate(request, lambda fraction: progress.__setitem__("fraction", fraction))
 
 
-def loop_images_per_second(side, images: int, batch: int, steps: int, size: int) -> float:
-    """Images/s of `images // batch` calls of one side (after its warm-up call at load)."""
+def paired_images_per_second(sides: dict, images: int, batch: int, steps: int, size: int) -> dict[str, float]:
+    """Images/s of each in-process side over `images // batch` calls each, the calls alternating
+    A B B A ... so that load that comes and goes on a shared machine falls on both sides alike."""
     import torch
 
     calls = max(1, images // batch)
-    started = time.perf_counter()
+    seconds = dict.fromkeys(sides, 0.0)
+    names = list(sides)
     for call in range(calls):
         seeds = list(range(call * batch, (call + 1) * batch))
-        side.render([PROMPTS[seed % len(PROMPTS)] for seed in seeds], seeds, steps, size)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return calls * batch / (time.perf_counter() - started)
+        prompts = [PROMPTS[seed % len(PROMPTS)] for seed in seeds]
+        for name in names if call % 2 == 0 else reversed(names):
+            started = time.perf_counter()
+            sides[name].render(prompts, seeds, steps, size)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            seconds[name] += time.perf_counter() - started
+    return {name: calls * batch / spent for name, spent in seconds.items()}
 
 
 def _spread(values: list[float]) -> dict:
@@ -158,17 +165,21 @@ def run(
     try:
         farm.start_api(processes=2)
         cold = {"first": _worker_start(farm, gpus)}
-        plain, runner = PlainLoop(model_dir, device), RunnerAlone(model_dir, device)
-        for side in (plain, runner):  # their warm-up, as the worker's
+        sides = {"plain": PlainLoop(model_dir, device), "runner": RunnerAlone(model_dir, device)}
+        for side in sides.values():  # their warm-up, as the worker's
             side.render([PROMPTS[i % len(PROMPTS)] for i in range(batch)], list(range(batch)), 2, size)
         measured: dict[str, list[float]] = {"plain": [], "runner": [], "farm": []}
         farm_runs = []
         for number in range(rounds):
-            measured["plain"].append(loop_images_per_second(plain, images, batch, steps, size))
-            measured["runner"].append(loop_images_per_second(runner, images, batch, steps, size))
-            farm_ips, breakdown = farm_images_per_second(farm, images, steps, size)
-            measured["farm"].append(farm_ips)
-            farm_runs.append(breakdown)
+            # The farm goes first in every other round, so a trend in the load favours neither side.
+            for part in ("farm", "in-process") if number % 2 else ("in-process", "farm"):
+                if part == "farm":
+                    farm_ips, breakdown = farm_images_per_second(farm, images, steps, size)
+                    measured["farm"].append(farm_ips)
+                    farm_runs.append(breakdown)
+                else:
+                    for name, value in paired_images_per_second(sides, images, batch, steps, size).items():
+                        measured[name].append(value)
             print(f"round {number + 1}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in measured.items()), flush=True)
         if restart:
             farm.stop_workers()

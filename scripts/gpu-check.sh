@@ -38,7 +38,7 @@ step install 120 bash -c "
   .gpu-venv/bin/python -c 'import torch, diffusers, celery, sdfarm.cli; assert torch.cuda.is_available(), torch.__version__'
 "
 venv_python="$PWD/.gpu-venv/bin/python"
-step gpu-tests 180 "$venv_python" -m pytest -q -p no:cacheprovider -m gpu tests/gpu \
+SDFARM_TUNE=eager,channels_last step gpu-tests 180 "$venv_python" -m pytest -q -p no:cacheprovider -m gpu tests/gpu \
   --junitxml="$out/gpu-tests.xml"
 step gpu-farm-batch-8 210 "$venv_python" -m sdfarm.cli bench gpu-farm --batch 8 --images 32 --rounds 2 \
   --tune "$tune" --out "$out/gpu-farm-batch-8.json"

@@ -9,6 +9,7 @@ import torch
 
 from tests.farm_harness import WorkerFleet
 from tests.integration.helpers import wait_for_job
+from worker.tuning import CONFIGURATIONS
 
 pytestmark = [
     pytest.mark.gpu,
@@ -41,6 +42,9 @@ def test_one_worker_per_visible_gpu_runs_a_job(tmp_path, redis_server, models_di
     assert done["status"] == "succeeded"
     assert {w["name"].split("@")[0] for w in workers} == {f"gpu{i}" for i in range(gpus)}
     assert all(w["device"].startswith("cuda") and w["gpu_name"] and w["gpu_memory_mb"] > 0 for w in workers)
+    # Each chose a configuration at warm-up (gpu-check.sh sets SDFARM_TUNE=eager,channels_last) and timed its start.
+    assert all(w["configuration"]["name"] in CONFIGURATIONS for w in workers)
+    assert all(w["configuration"]["startup"]["imports_seconds"] > 0 for w in workers)
 
 
 def test_out_of_memory_and_nan_paths_on_cuda(models_dir):

@@ -132,8 +132,11 @@ class WorkerContext:
         )
         self.startup["tuning_seconds"] = round(time.perf_counter() - started, 3)
         started = time.perf_counter()
-        if not (choice.tuned and not choice.from_cache):  # a search has already run the served shape
-            self._warm_up(runner, shape if choice.name in COMPILED else None)
+        if choice.name in COMPILED:
+            # At the served shape, also after a search: switching configurations may have invalidated its graphs.
+            self._warm_up(runner, shape)
+        elif not (choice.tuned and not choice.from_cache):  # a search has already run the model
+            self._warm_up(runner, None)
         self.startup["warm_up_seconds"] = round(time.perf_counter() - started, 3)
         self.startup["process_seconds"] = round(time.time() - _process_started(), 3)
         self.stats.configured({**choice.as_json(), "shape": asdict(shape), "startup": self.startup})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 
 from api.ids import IdConverter
 from models.settings import Settings
@@ -21,6 +21,13 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
+
+
+def content_security_policy(store_origin: str | None) -> str:
+    """The CSP; images may also come from the object store's origin when files are served by redirect."""
+    if not store_origin:
+        return CONTENT_SECURITY_POLICY
+    return CONTENT_SECURITY_POLICY.replace("img-src 'self'", f"img-src 'self' {store_origin}", 1)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -54,25 +61,45 @@ def register_errors(app: Flask) -> None:
 
 
 def register_security(app: Flask) -> None:
-    """API keys before each request; CSP and nosniff on every response."""
+    """Host guard, same-origin check, API keys and rate limits before each request; CSP on every response."""
     from api.auth import authenticate
+    from api.errors import ApiError
     from api.gallery.guard import require_same_origin
-    from api.rate_limits import check_rate_limit
+    from api.host_guard import require_allowed_host
+    from api.rate_limits import register_rate_limits
     from api.routes import public_endpoints
 
     public = PUBLIC_ENDPOINTS | public_endpoints()
+    farm = app.extensions["sdfarm"]
+    settings = farm.settings
+    policy = content_security_policy(farm.store.redirect_origin() if settings.object_redirects else None)
 
     @app.before_request
     def _authenticate() -> None:
+        # Every request, public ones too: with auth off, only loopback Host names (DNS rebinding).
+        require_allowed_host(settings)
         # Every state-changing request, API or page: a key in a cookie must not be usable by another site.
         require_same_origin()
         if request.endpoint not in public:
-            authenticate()
-            check_rate_limit()
+            try:
+                authenticate()
+            except ApiError as error:
+                if error.status != 401:
+                    raise
+                g.unauthenticated = error  # raised after the rate limits, which count 401s per address
+
+    # flask-limiter's check runs here: after the key is known, before a 401 is answered.
+    register_rate_limits(app, settings, public)
+
+    @app.before_request
+    def _refuse_unauthenticated() -> None:
+        error = g.pop("unauthenticated", None)
+        if error is not None:
+            raise error
 
     @app.after_request
     def _headers(response: Response) -> Response:
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("Content-Security-Policy", policy)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")

@@ -5,27 +5,28 @@ from __future__ import annotations
 from flask import Response, jsonify
 from sqlalchemy import func, select
 
+from api.auth import owner_scope
 from api.farm import db, farm
 from api.presenters import online_workers_by_model
 from api.schemas import ModelList, ModelOut, SamplerList, SamplerOut
+from api.visibility import shown_path
 from models.image import Image, ImageStatus
 from models.samplers import SAMPLERS
 
 
 def list_models() -> Response:
-    """GET /api/v1/models: each model with its defaults, live workers and queued images."""
+    """GET /api/v1/models: each model with its defaults, live workers and queued images (the caller's own)."""
     session = db()
     catalog = farm().catalog
     serving = online_workers_by_model(session, farm().settings.worker_offline_seconds)
-    queued = dict(
-        session.execute(
-            select(Image.model, func.count()).where(Image.status == ImageStatus.QUEUED).group_by(Image.model)
-        ).all()
-    )
+    waiting = select(Image.model, func.count()).where(Image.status == ImageStatus.QUEUED)
+    if owner_scope() is not None:
+        waiting = waiting.where(Image.owner_key_id == owner_scope())
+    queued = dict(session.execute(waiting.group_by(Image.model)).all())
     default = catalog.default_name
     models = [
         ModelOut(
-            **{k: v for k, v in entry.describe().items()},
+            **{**entry.describe(), "path": shown_path(entry.path)},
             default=name == default,
             workers=serving.get(name, 0),
             queued=queued.get(name, 0),

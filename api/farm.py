@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import current_app, g
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.job_status import StatusCache
 from models.catalog import ModelCatalog
 from models.db import make_engine, make_session_factory
-from models.image_store import ImageStore, LocalImageStore
+from models.image_store import ImageStore, open_image_store
 from models.queue import RenderQueue, make_celery
 from models.settings import Settings
 
@@ -25,6 +26,7 @@ class Farm:
     store: ImageStore
     queue: RenderQueue
     catalog: ModelCatalog
+    status_cache: StatusCache = field(default_factory=lambda: StatusCache(0))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Farm:
@@ -34,9 +36,10 @@ class Farm:
             settings=settings,
             engine=engine,
             sessions=make_session_factory(engine),
-            store=LocalImageStore(settings.resolved_object_dir),
+            store=open_image_store(settings),
             queue=RenderQueue(make_celery(settings), settings.redis_url),
             catalog=ModelCatalog(settings.resolved_models_dir, settings.model),
+            status_cache=StatusCache(settings.status_cache_seconds),
         )
 
 

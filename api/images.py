@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
-
-from flask import Response, jsonify, request, send_file
+from flask import Response, jsonify, request
 from sqlalchemy import select
 
 from api.auth import owner_scope
 from api.errors import ApiError
-from api.farm import db, farm
+from api.farm import db
+from api.objects import send_object
 from api.pagination import next_cursor, page_args
 from api.presenters import image_out
 from api.schemas import ImagePage
@@ -76,24 +75,10 @@ def get_image(image_id: int) -> Response:
 def _send_object(key: str | None, mimetype: str, download_name: str) -> Response:
     if not key:
         raise ApiError(404, "this image has no file yet; wait until its status is succeeded")
-    store = farm().store
     as_attachment = request.args.get("download") in {"1", "true"}
-    path = store.local_path(key)
-    if path is not None:
-        response = send_file(
-            path, mimetype=mimetype, download_name=download_name, as_attachment=as_attachment, max_age=86400
-        )
-    else:
-        try:
-            data = store.read(key)
-        except FileNotFoundError:
-            raise ApiError(404, "the image file is missing from the object store") from None
-        response = send_file(
-            io.BytesIO(data), mimetype=mimetype, download_name=download_name, as_attachment=as_attachment
-        )
-    # Files never change once written (a new attempt gets a new key), so caches may keep them.
-    response.headers["Cache-Control"] = "private, max-age=86400, immutable"
-    return response
+    return send_object(
+        key, mimetype, download_name, as_attachment, missing="the image file is missing from the object store"
+    )
 
 
 def image_file(image_id: int) -> Response:
@@ -106,3 +91,23 @@ def image_thumbnail(image_id: int) -> Response:
     """GET /api/v1/images/<id>/thumbnail: the 256 px WebP the gallery shows."""
     image = find_image(image_id)
     return _send_object(image.thumb_key, "image/webp", f"sdfarm-{image.id}-thumb.webp")
+
+
+def job_init_image(job_id: int) -> Response:
+    """GET /api/v1/jobs/<id>/init-image: the picture an image-to-image job started from (PNG)."""
+    from api.jobs import find_job
+
+    job = find_job(job_id)
+    if not job.init_image_key:
+        raise ApiError(404, f"job {job_id} has no init image; it is a text-to-image job")
+    return _send_object(job.init_image_key, "image/png", f"sdfarm-{job.id}-init.png")
+
+
+def job_mask_image(job_id: int) -> Response:
+    """GET /api/v1/jobs/<id>/mask-image: the inpainting mask of a job (PNG)."""
+    from api.jobs import find_job
+
+    job = find_job(job_id)
+    if not job.mask_image_key:
+        raise ApiError(404, f"job {job_id} has no mask image; it does not inpaint")
+    return _send_object(job.mask_image_key, "image/png", f"sdfarm-{job.id}-mask.png")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import json
 import uuid
@@ -12,16 +10,16 @@ from typing import Any
 
 from flask import request
 from PIL import Image as PILImage
-from PIL import UnidentifiedImageError
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError, fields_from_validation
+from api.pictures import MAX_PICTURE_BYTES, decode_base64, decode_pixels, open_picture
 from models.image import Image, ImageStatus
 from models.spec import MAX_SIDE, MIN_SIDE, JobSpec
 
-ACCEPTED_FORMATS = {"PNG", "JPEG", "WEBP"}
-MAX_INIT_BYTES = 10 * 1024 * 1024
+ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
+MAX_INIT_BYTES = MAX_PICTURE_BYTES
 
 
 @dataclass
@@ -60,38 +58,12 @@ def _invalid(field: str, reason: str) -> ApiError:
     return ApiError(422, "invalid job", [{"field": field, "reason": reason}])
 
 
-def decode_base64(encoded: str, field: str = "init_image") -> bytes:
-    """The bytes of base64 text or a base64 data URL; 422 naming `field` otherwise."""
-    if encoded.startswith("data:"):
-        header, _, encoded = encoded.partition(",")
-        if ";base64" not in header:
-            raise _invalid(field, "data URLs must be base64-encoded")
-    if len(encoded) > MAX_INIT_BYTES * 4 // 3 + 4:
-        raise _invalid(field, f"larger than {MAX_INIT_BYTES // (1024 * 1024)} MB")
-    try:
-        return base64.b64decode("".join(encoded.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise _invalid(field, "not valid base64") from None
-
-
-def open_picture(raw: bytes, field: str = "init_image", mode: str = "RGB") -> PILImage.Image:
-    """Image bytes (JSON base64 or a multipart upload) to a picture in `mode`; 422 unless a sane PNG/JPEG/WebP."""
-    if len(raw) > MAX_INIT_BYTES:
-        raise _invalid(field, f"larger than {MAX_INIT_BYTES // (1024 * 1024)} MB")
-    try:
-        picture = PILImage.open(io.BytesIO(raw))
-        picture_format = picture.format
-        picture.verify()
-        picture = PILImage.open(io.BytesIO(raw))
-        if picture_format not in ACCEPTED_FORMATS:
-            raise _invalid(field, f"format {picture_format} not accepted; send PNG, JPEG or WebP")
-        if not (MIN_SIDE <= picture.width <= MAX_SIDE and MIN_SIDE <= picture.height <= MAX_SIDE):
-            raise _invalid(field, f"is {picture.width}x{picture.height}; each side must be {MIN_SIDE}..{MAX_SIDE}")
-        return picture.convert(mode)
-    except ApiError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, PILImage.DecompressionBombError):
-        raise _invalid(field, "not a readable PNG, JPEG or WebP image") from None
+def _decode_job_picture(raw: bytes, field: str, mode: str) -> PILImage.Image:
+    """Image bytes (JSON base64 or a multipart upload) to a picture in `mode`; 4xx unless a sane PNG/JPEG/WebP."""
+    picture = open_picture(raw, field, ACCEPTED_FORMATS)
+    if not (MIN_SIDE <= picture.width <= MAX_SIDE and MIN_SIDE <= picture.height <= MAX_SIDE):
+        raise _invalid(field, f"is {picture.width}x{picture.height}; each side must be {MIN_SIDE}..{MAX_SIDE}")
+    return decode_pixels(picture, field, mode)
 
 
 def _store_png(farm, picture: PILImage.Image, suffix: str = "") -> str:
@@ -109,9 +81,9 @@ def _picture_from(spec_value: str | None, upload: bytes | None, field: str, mode
     if upload is not None and spec_value is not None:
         raise _invalid(field, f"send the {field} once: as the upload or in the job, not both")
     if upload is not None:
-        return open_picture(upload, field, mode)
+        return _decode_job_picture(upload, field, mode)
     if spec_value is not None:
-        return open_picture(decode_base64(spec_value, field), field, mode)
+        return _decode_job_picture(decode_base64(spec_value, field), field, mode)
     return None
 
 

@@ -10,8 +10,9 @@ from api.errors import ApiError
 from api.farm import db, farm
 from api.idempotency import submit_once
 from api.init_images import multipart_job
+from api.job_status import JobStatus
 from api.pagination import next_cursor, page_args
-from api.presenters import job_out, online_workers_by_model
+from api.presenters import job_out, job_summary, online_workers_by_model
 from api.request_body import parse_body
 from api.schemas import JobPage
 from api.submission import submit_job
@@ -82,14 +83,35 @@ def create_job() -> tuple[Response, int, dict]:
     return jsonify(body), 200 if replayed else 202, headers
 
 
+def job_status(job_id: int, with_images: bool) -> JobStatus:
+    """The job's status body and ETag, from this process's cache when fresh; 404 for a job the caller may not see."""
+    cache = farm().status_cache
+    status = cache.get(job_id, with_images)
+    if status is None:
+        job = find_job(job_id)
+        return cache.put(job_id, with_images, job.owner_key_id, render_job(job, with_images))
+    scope = owner_scope()
+    if scope is not None and status.owner_key_id != scope:
+        raise ApiError(404, f"no job with id {job_id}")
+    return status
+
+
 def get_job(job_id: int) -> Response:
-    """GET /api/v1/jobs/<id>: status, counts, progress and images (`?images=0` leaves them out)."""
+    """GET /api/v1/jobs/<id>: status, counts, progress and images (`?images=0` leaves them out).
+
+    Answers may be up to `status_cache_seconds` old; each carries an ETag, and a request whose
+    If-None-Match names it gets 304 Not Modified with no body.
+    """
     with_images = request.args.get("images", "1") not in {"0", "false", "no"}
-    return jsonify(render_job(find_job(job_id), with_images))
+    status = job_status(job_id, with_images)
+    response = jsonify(status.body)
+    response.set_etag(status.etag)
+    response.headers["Cache-Control"] = "no-cache"  # a cache may keep it, but must ask again (If-None-Match)
+    return response.make_conditional(request)
 
 
 def list_jobs() -> Response:
-    """GET /api/v1/jobs: newest first, `limit` and `cursor`."""
+    """GET /api/v1/jobs: newest first, `limit` and `cursor`; summaries (a job's spec can be large)."""
     limit, cursor = page_args()
     session = db()
     query = select(Job).order_by(Job.id.desc()).limit(limit)
@@ -102,7 +124,7 @@ def list_jobs() -> Response:
     progress = job_progress(session, jobs)
     serving = online_workers_by_model(session, farm().settings.worker_offline_seconds)
     page = JobPage(
-        jobs=[job_out(job, progress[job.id], serving) for job in jobs],
+        jobs=[job_summary(job, progress[job.id], serving) for job in jobs],
         next_cursor=next_cursor([job.id for job in jobs], limit),
     )
     return jsonify(page.model_dump(mode="json"))
@@ -112,5 +134,6 @@ def cancel_job(job_id: int) -> Response:
     """POST /api/v1/jobs/<id>/cancel: the job's queued and running images stop; none of them runs again."""
     job = find_job(job_id)
     lifecycle.cancel(farm().sessions, job_id=job.id)
+    farm().status_cache.forget(job.id)
     db().refresh(job)
     return jsonify(render_job(job, with_images=False))

@@ -7,24 +7,23 @@ same fields and an equivalent infotext.
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Response, jsonify, request
-from PIL import Image as PILImage
-from PIL import UnidentifiedImageError
 from sd_parsers import ParserManager
+from sd_parsers.extractors import Eagerness
 
 from api.errors import ApiError
-from api.init_images import MAX_INIT_BYTES, decode_base64
+from api.pictures import MAX_PICTURE_BYTES, decode_base64, open_picture, text_chunks
 from api.request_body import parse_body
 from api.schemas import PngInfoIn, PngInfoOut
 from models.infotext import format_infotext, parse_infotext
 
 log = logging.getLogger(__name__)
-_parsers = ParserManager()
+# FAST reads the metadata PIL parsed with the header; DEFAULT would decode every pixel to look for more.
+_parsers = ParserManager(eagerness=Eagerness.FAST)
 
 
 @dataclass
@@ -53,28 +52,29 @@ class PictureMetadata:
         return fields
 
 
-def read_upload() -> bytes:
-    """The picture's bytes: a multipart `file` part, or JSON `{"image": base64 or data URL}`."""
+def read_upload() -> tuple[bytes, str]:
+    """The picture's bytes and the field they came in: a multipart `file` part, or JSON `{"image": base64}`."""
     if request.mimetype == "multipart/form-data":
         upload = request.files.get("file")
         if upload is None:
             raise ApiError(422, "no picture", [{"field": "file", "reason": "send the PNG as a 'file' part"}])
-        raw = upload.read(MAX_INIT_BYTES + 1)
+        raw = upload.read(MAX_PICTURE_BYTES + 1)
+        field = "file"
     else:
         raw = decode_base64(parse_body(PngInfoIn).image, field="image")
-    if len(raw) > MAX_INIT_BYTES:
-        raise ApiError(413, f"picture larger than {MAX_INIT_BYTES // (1024 * 1024)} MB")
-    return raw
+        field = "image"
+    if len(raw) > MAX_PICTURE_BYTES:
+        reason = f"larger than {MAX_PICTURE_BYTES} bytes, the limit"
+        raise ApiError(413, "picture too large", [{"field": field, "reason": reason}])
+    return raw, field
 
 
 def read_metadata(raw: bytes, field: str = "file") -> PictureMetadata:
     """Everything the picture carries: A1111 infotext first, else another tool's metadata via sd-parsers."""
-    try:
-        picture = PILImage.open(io.BytesIO(raw))
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise ApiError(422, "not a picture", [{"field": field, "reason": "not a readable image"}]) from None
-    items = {k: v for k, v in picture.info.items() if isinstance(k, str) and isinstance(v, str) and k != "parameters"}
-    text = picture.info.get("parameters")
+    picture = open_picture(raw, field)
+    texts = text_chunks(picture, field)
+    items = {key: value for key, value in texts.items() if key != "parameters"}
+    text = texts.get("parameters")
     if isinstance(text, str) and text.strip():
         return PictureMetadata(text, "AUTOMATIC1111", parse_infotext(text), items)
     try:
@@ -113,6 +113,6 @@ def _infotext_from(found) -> str:
 
 def png_info() -> Response:
     """POST /api/v1/png-info: the infotext, the tool that made the picture, and the parsed parameters."""
-    metadata = read_metadata(read_upload())
+    metadata = read_metadata(*read_upload())
     body = PngInfoOut(infotext=metadata.infotext, parameters=metadata.parameters, generator=metadata.generator)
     return jsonify(body.model_dump(mode="json"))

@@ -7,7 +7,8 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.schemas import ImageOut, JobOut
+from api.schemas import ImageOut, JobOut, JobSummary
+from api.visibility import hide_paths
 from models.base import utcnow
 from models.image import Image, ImageStatus
 from models.job import Job
@@ -37,7 +38,7 @@ def image_out(image: Image) -> ImageOut:
         loras=image.loras or [],
         status=image.status,
         attempts=image.attempts,
-        error=image.error,
+        error=hide_paths(image.error),
         worker=image.worker,
         progress=image.progress,
         queued_at=image.queued_at,
@@ -62,11 +63,32 @@ def online_workers_by_model(session: Session, offline_after: float) -> dict[str,
     return {model: count for model, count in rows}
 
 
+def job_summary(job: Job, progress: JobProgress, serving: dict[str, int]) -> JobSummary:
+    """A job as lists show it: counts and progress, and its first prompt, never its whole spec."""
+    spec = job.spec or {}
+    prompts = spec.get("prompts") or [item.get("prompt", "") for item in spec.get("items") or []]
+    return JobSummary(
+        **_job_fields(job, progress, serving),
+        first_prompt=(prompts[0] if prompts else "")[:200],
+        prompt_count=len(prompts),
+    )
+
+
 def job_out(
     job: Job, progress: JobProgress, serving: dict[str, int], images: list[Image] | None = None, truncated: bool = False
 ) -> JobOut:
-    """The API view of a job."""
+    """The API view of one job, with its spec (and its images when given)."""
+    summary = job_summary(job, progress, serving)
     return JobOut(
+        **summary.model_dump(),
+        spec=job.spec,
+        images=[image_out(image) for image in images] if images is not None else None,
+        images_truncated=truncated,
+    )
+
+
+def _job_fields(job: Job, progress: JobProgress, serving: dict[str, int]) -> dict:
+    return dict(
         id=job.id,
         status=progress.status(job.canceled_at is not None),
         model=job.model,
@@ -81,8 +103,5 @@ def job_out(
         canceled=progress.canceled,
         progress=progress.progress,
         waiting_for_worker=bool(progress.queued) and serving.get(job.model, 0) == 0,
-        spec=job.spec,
-        images=[image_out(image) for image in images] if images is not None else None,
-        images_truncated=truncated,
         images_url=f"/api/v1/images?job_id={job.id}",
     )

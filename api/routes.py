@@ -9,7 +9,21 @@ from typing import Any
 from flask import Flask
 from pydantic import BaseModel
 
-from api import api_docs, catalog, health, images, jobs, metrics, openapi, png_info, schemas, webhooks, workers
+from api import (
+    api_docs,
+    catalog,
+    exports,
+    health,
+    images,
+    job_events,
+    jobs,
+    metrics,
+    openapi,
+    png_info,
+    schemas,
+    webhooks,
+    workers,
+)
 from api.a1111 import generate as a1111
 from api.a1111 import info as a1111_info
 from api.a1111 import schemas as a1111_schemas
@@ -96,6 +110,13 @@ API_ROUTES: tuple[Route, ...] = (
         query=(WITH_IMAGES,),
     ),
     Route(
+        "/api/v1/jobs/<id:job_id>/events",
+        ("GET",),
+        job_events.job_events,
+        "The job's progress and image completions as server-sent events (503 when too many streams are open)",
+        media="text/event-stream",
+    ),
+    Route(
         "/api/v1/jobs/<id:job_id>/cancel",
         ("POST",),
         jobs.cancel_job,
@@ -146,6 +167,32 @@ API_ROUTES: tuple[Route, ...] = (
         images.image_thumbnail,
         "The WebP thumbnail",
         media="image/webp",
+    ),
+    Route("/api/v1/jobs/<id:job_id>/init-image", ("GET",), images.job_init_image, "Init image", media="image/png"),
+    Route("/api/v1/jobs/<id:job_id>/mask-image", ("GET",), images.job_mask_image, "A job's mask", media="image/png"),
+    Route(
+        "/api/v1/exports",
+        ("POST",),
+        exports.create_export,
+        "Export images as a dataset (imagefolder, webdataset or zip), made in the background",
+        request=schemas.ExportIn,
+        status=202,
+        response=schemas.ExportOut,
+    ),
+    Route("/api/v1/exports", ("GET",), exports.list_exports, "The caller's newest exports", media="application/json"),
+    Route(
+        "/api/v1/exports/<id:export_id>",
+        ("GET",),
+        exports.get_export,
+        "An export's status, progress and download URLs",
+        response=schemas.ExportOut,
+    ),
+    Route(
+        "/api/v1/exports/<id:export_id>/files/<id:number>",
+        ("GET",),
+        exports.export_file,
+        "Download one file of an export (an archive, or a WebDataset shard)",
+        media="application/octet-stream",
     ),
     Route(
         "/api/v1/workers",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+
+from models.spec import MAX_PICTURE_CHARS
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 ImageStatusName = Literal["queued", "running", "succeeded", "failed", "canceled"]
@@ -66,8 +68,8 @@ class ImageOut(BaseModel):
     thumbnail_url: str | None
 
 
-class JobOut(BaseModel):
-    """A job with its counts and progress; `images` when asked for."""
+class JobSummary(BaseModel):
+    """A job with its counts and progress, as job lists show it (GET one job for its spec and images)."""
 
     id: int
     status: JobStatus
@@ -89,16 +91,23 @@ class JobOut(BaseModel):
     eta_seconds: float | None = Field(
         default=None, description="Seconds until the job should be done, from its model's live throughput."
     )
-    spec: dict[str, Any]
-    images: list[ImageOut] | None = None
-    images_truncated: bool = False
+    first_prompt: str = Field(default="", max_length=200, description="The job's first prompt, cut to 200 characters.")
+    prompt_count: int = Field(default=0, description="How many prompts (or items) the job has.")
     images_url: str
 
 
-class JobPage(BaseModel):
-    """A page of jobs, newest first; pass next_cursor as `cursor` for the next page."""
+class JobOut(JobSummary):
+    """A job with its counts, progress and specification; `images` when asked for."""
 
-    jobs: list[JobOut]
+    spec: dict[str, Any]
+    images: list[ImageOut] | None = None
+    images_truncated: bool = False
+
+
+class JobPage(BaseModel):
+    """A page of jobs, newest first, as summaries; pass next_cursor as `cursor` for the next page."""
+
+    jobs: list[JobSummary]
     next_cursor: str | None
 
 
@@ -121,9 +130,9 @@ class WorkerOut(BaseModel):
     model: str
     state: str
     online: bool
-    current_job_id: int | None
+    current_job_id: int | None = Field(description="The job being rendered (for keys that are not admins: theirs).")
     images_done: int
-    images_per_second: float
+    images_per_second: float = Field(description="Images per second over its last minute of work (kept while idle).")
     model_loads: int
     # The configuration the worker's warm-up chose (eager, compiled, CUDA graphs, memory format), the
     # images/s it measured for it, and its start-up times; null until it has loaded its model.
@@ -145,13 +154,13 @@ class ModelOut(BaseModel):
     kind: str
     architecture: str = Field(description="sd1, sd2, sdxl, or unknown.")
     hash: str | None = Field(description="Short SHA-256 of the weights (A1111's 10-hex 'Model hash').")
-    path: str
+    path: str = Field(description="The weights' absolute path for admins (and with auth off); their name for others.")
     builtin: bool
     inpainting: bool = Field(description="An inpainting model: its jobs need init_image and mask_image.")
     default: bool
     defaults: dict[str, Any]
     workers: int = Field(description="Live workers serving this model.")
-    queued: int = Field(description="Images waiting for this model.")
+    queued: int = Field(description="Images waiting for this model (for keys that are not admins: their own).")
 
 
 class ModelList(BaseModel):
@@ -178,7 +187,7 @@ class SamplerList(BaseModel):
 class PngInfoIn(BaseModel):
     """A picture for png-info as JSON (multipart uploads use a `file` part instead)."""
 
-    image: str = Field(description="Base64 or a data URL of the PNG.")
+    image: str = Field(max_length=MAX_PICTURE_CHARS, description="Base64 or a data URL of the PNG.")
 
 
 class PngInfoOut(BaseModel):
@@ -274,3 +283,77 @@ class WebhookSettingsOut(BaseModel):
     own_secret: bool = Field(description="This key has its own secret; else the farm-wide one signs.")
     farm_secret: bool = Field(description="The farm has SDFARM_WEBHOOK_SECRET.")
     secret: str | None = Field(default=None, description="The new secret, only in the answer that made it.")
+
+
+ExportFormat = Literal["imagefolder", "webdataset", "zip"]
+MAX_EXPORT_IDS = 10_000
+
+
+class ExportIn(BaseModel):
+    """What to export and how: a format, and a selection (ids, a job, a board, or the gallery's filters).
+
+    Every selector given narrows the export (all of them together); only succeeded images are taken.
+    """
+
+    model_config = {"extra": "forbid"}
+
+    format: ExportFormat
+    image_ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_EXPORT_IDS, description="These images (bigger sets: a query)."
+    )
+    job_id: int | None = Field(default=None, ge=1, le=2**63 - 1, description="The images of this job.")
+    board_id: int | None = Field(default=None, ge=1, le=2**63 - 1, description="The images on this board.")
+    q: str | None = Field(default=None, max_length=200, description="Prompt search, as in the gallery.")
+    model: str | None = Field(default=None, max_length=200)
+    size: str | None = Field(
+        default=None, max_length=11, pattern=r"^[0-9]{1,5}x[0-9]{1,5}$", description="WIDTHxHEIGHT."
+    )
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    rating: Literal[-1, 0, 1] | None = Field(default=None, description="1 starred, 0 unrated, -1 rejected.")
+    date_from: date | None = Field(default=None, description="Queued on or after this UTC day.")
+    date_to: date | None = Field(default=None, description="Queued on or before this UTC day.")
+    all: bool = Field(default=False, description="Every image the caller can see (when nothing else is named).")
+    shard_size: int | None = Field(
+        default=None, ge=1, le=100_000, description="webdataset: images per tar shard (default 1000)."
+    )
+
+    @model_validator(mode="after")
+    def _names_a_selection(self) -> ExportIn:
+        selectors = ("image_ids", "job_id", "board_id", "q", "model", "size", "seed", "rating", "date_from", "date_to")
+        if not self.all and all(getattr(self, name) in (None, "", []) for name in selectors):
+            raise ValueError(
+                "say what to export: image_ids, job_id, board_id or a filter (q, model, size, seed, rating, "
+                "date_from, date_to), or all: true for every image"
+            )
+        if self.shard_size is not None and self.format != "webdataset":
+            raise ValueError("shard_size applies to the webdataset format only")
+        return self
+
+
+class ExportFileOut(BaseModel):
+    """One file an export made: an archive, or one WebDataset shard."""
+
+    name: str
+    url: str = Field(description="Download URL.")
+    bytes: int
+    images: int
+
+
+class ExportOut(BaseModel):
+    """An export's state and, once made, its files."""
+
+    id: int
+    format: ExportFormat
+    status: Literal["queued", "running", "succeeded", "failed"]
+    progress: float = Field(ge=0, le=1)
+    images: int = Field(description="Images in the export (known once it runs).")
+    done: int = Field(description="Images written so far.")
+    files: list[ExportFileOut] = Field(description="Download URLs, once succeeded.")
+    error: str | None
+    selection: dict[str, Any]
+    shard_size: int | None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    url: str

@@ -1,4 +1,4 @@
-"""`/api/v1/workers`: every worker's last heartbeat, marked online or offline."""
+"""`/api/v1/workers`: every worker's last heartbeat, marked online or offline (others' jobs hidden)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from api.farm import db, farm
 from api.schemas import WorkerList, WorkerOut
+from api.visibility import own_job_ids
 from models.base import utcnow
 from models.worker_record import WorkerRecord
 
@@ -16,7 +17,9 @@ from models.worker_record import WorkerRecord
 def list_workers() -> Response:
     """GET /api/v1/workers: online means a heartbeat within SDFARM_WORKER_OFFLINE_SECONDS."""
     cutoff = utcnow() - timedelta(seconds=farm().settings.worker_offline_seconds)
-    records = db().scalars(select(WorkerRecord).order_by(WorkerRecord.name))
+    records = list(db().scalars(select(WorkerRecord).order_by(WorkerRecord.name)))
+    # A key that is not an admin sees what a worker renders only when it renders that key's job.
+    visible = own_job_ids(db(), (record.current_job_id for record in records))
     workers = [
         WorkerOut(
             name=record.name,
@@ -28,7 +31,7 @@ def list_workers() -> Response:
             model=record.model,
             state=record.state if record.last_seen >= cutoff else "offline",
             online=record.last_seen >= cutoff and record.state != "stopped",
-            current_job_id=record.current_job_id,
+            current_job_id=record.current_job_id if visible is None or record.current_job_id in visible else None,
             images_done=record.images_done,
             images_per_second=record.images_per_second,
             model_loads=record.model_loads,

@@ -79,3 +79,22 @@ def run_suite(parts: list[str], out: Path, database_url: str | None, quick: bool
     out.write_text(json.dumps(results, indent=2))
     click.echo(f"wrote {out}")
     return results
+
+
+def run_central(out: Path, gpu_counts: list[int], seconds: float, pollers: int) -> dict:
+    """Central CPU per image at each simulated fleet size (bench/central_cost.py); write `out`."""
+    from bench.central_cost import run as central_cost
+
+    scratch = Path(tempfile.mkdtemp(prefix="sdfarm-central-"))
+    results: dict = {"machine": machine(), "parts": {}}
+    click.echo("central cost (SIMULATED GPUs: 8 images per 1.6 s batch each; fleet CPU not counted) ...")
+    try:
+        results["parts"]["central_cost"] = central_cost(
+            scratch, gpu_counts, seconds=seconds, latency_pollers=pollers, report=lambda line: click.echo("  " + line)
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    click.echo(f"wrote {out}")
+    return results

@@ -2,6 +2,7 @@
 
 from models.api_key import ApiKey
 from models.base import Base
+from models.export import Export
 from models.idempotency import IdempotencyKey
 from models.image import Image, ImageStatus
 from models.job import Job
@@ -12,6 +13,7 @@ from models.worker_record import WorkerRecord
 __all__ = [
     "ApiKey",
     "Base",
+    "Export",
     "IdempotencyKey",
     "Image",
     "ImageStatus",

@@ -10,8 +10,11 @@ from sqlalchemy.orm import Session, sessionmaker
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine; SQLite gets WAL mode and a busy timeout so API and workers can share the file."""
+def make_engine(url: str, **pool_options) -> Engine:
+    """Create an engine; SQLite gets WAL mode and a busy timeout so API and workers can share the file.
+
+    `pool_options` (pool_size, max_overflow, ...) size a PostgreSQL engine's connection pool.
+    """
     if url.startswith("sqlite"):
         database = url.split("///", 1)[-1]
         if database and database != ":memory:":
@@ -19,7 +22,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _tune_sqlite)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **pool_options)
 
 
 def _tune_sqlite(dbapi_connection, _record) -> None:

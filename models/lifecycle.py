@@ -131,31 +131,47 @@ def enqueue(session: Session, *, rows: list[dict[str, Any]]) -> None:
 
 
 def claim(sessions: sessionmaker[Session], *, model: str, worker: str, max_batch: int, lease_seconds: float):
-    """queued -> running: the best batch for `model` (top item by priority and age, plus compatible peers).
+    """queued -> running: the best batch for `model` (top item by priority and age, plus compatible peers
+    of the same priority).
 
     Returns a Claim, or None when nothing is claimable.
     """
     for _ in range(CLAIM_RACES):  # another worker may win the race for the same rows; try the next best
+        queued = and_(Image.model == model, Image.status == ImageStatus.QUEUED)
         with sessions() as session:
+            # The oldest item of the highest waiting priority, in two index probes: the claim index
+            # runs (model, status, priority, id) ascending, so "priority DESC, id" in one ORDER BY
+            # would sort every queued row of the model, and a long queue made each claim slow.
+            top = select(func.max(Image.priority)).where(queued).scalar_subquery()
+            head_columns = (Image.id, Image.batch_key, Image.run_alone, Image.priority)
             head = session.execute(
-                select(Image.id, Image.batch_key, Image.run_alone)
-                .where(Image.model == model, Image.status == ImageStatus.QUEUED, _job_not_canceled())
-                .order_by(Image.priority.desc(), Image.id)
+                select(*head_columns)
+                .where(queued, Image.priority == top, _job_not_canceled())
+                .order_by(Image.id)
                 .limit(1)
             ).first()
+            if head is None:  # that level is all a canceled job's (a cancel in flight): look further down
+                head = session.execute(
+                    select(*head_columns)
+                    .where(queued, _job_not_canceled())
+                    .order_by(Image.priority.desc(), Image.id)
+                    .limit(1)
+                ).first()
         if head is None:
             return None
         token = uuid.uuid4().hex
         peers = (
             select(Image.id)
             .where(
-                Image.model == model,
-                Image.status == ImageStatus.QUEUED,
+                queued,
+                # Peers share the head's priority: one index range in id order, however long the queue.
+                Image.priority == head.priority,
+                Image.id >= head.id,
                 Image.batch_key == head.batch_key,
                 # An item that was in a batch when its worker died runs alone (see Image.run_alone).
                 Image.id == head.id if head.run_alone else Image.run_alone.is_(False),
             )
-            .order_by(Image.priority.desc(), Image.id)
+            .order_by(Image.id)
             .limit(1 if head.run_alone else max_batch)
         )
         with sessions() as session:
@@ -213,25 +229,35 @@ def succeed(sessions: sessionmaker[Session], *, token: str, results: Mapping[int
     Returns the ids recorded: those this lease still held, plus those a previous try already recorded
     (a retry after a commit whose reply was lost finds its own writes there).
     """
-    recorded: set[int] = set()
+    if not results:
+        return set()
     now = utcnow()
     with sessions() as session:
-        for image_id, values in results.items():
-            changed = session.execute(
+        # One UPDATE for the whole batch: each result column is a CASE on the row's id.
+        columns = sorted({name for values in results.values() for name in values})
+        per_row = {}
+        for name in columns:
+            column = getattr(Image, name)
+            by_id = {image_id: literal(values.get(name), column.type) for image_id, values in results.items()}
+            per_row[column] = case(by_id, value=Image.id, else_=column)
+        recorded = set(
+            session.scalars(
                 update(Image)
-                .where(Image.id == image_id, _held(token))
+                .where(Image.id.in_(list(results)), _held(token))
                 .values(
-                    **values,
-                    status=ImageStatus.SUCCEEDED,
-                    finished_at=now,
-                    progress=1.0,
-                    error=None,
-                    lease_expires_at=None,
+                    {
+                        **per_row,
+                        Image.status: ImageStatus.SUCCEEDED,
+                        Image.finished_at: now,
+                        Image.progress: 1.0,
+                        Image.error: None,
+                        Image.lease_expires_at: None,
+                    }
                 )
+                .returning(Image.id)
                 .execution_options(synchronize_session=False)
-            ).rowcount
-            if changed == 1:
-                recorded.add(image_id)
+            )
+        )
         # The job's end (and each image's, where asked) goes out in this same transaction.
         record_events(session, image_ids=recorded)
         session.commit()
@@ -375,7 +401,7 @@ def continue_work(sessions: sessionmaker[Session], queue: RenderQueue, *, model:
     Every run consumed one message, even a run that lost every race for rows; without a
     replacement the chain would stall until the reaper's next pass.
     """
-    if queued_count(sessions, model=model) > 0:
+    if any_queued(sessions, model=model):
         queue.publish(model)
 
 
@@ -393,6 +419,13 @@ def republish_lost(sessions: sessionmaker[Session], queue: RenderQueue, *, max_b
             publish_work(queue, model=model, images=count, max_batch=max_batch)
             republished[model] = count
     return republished
+
+
+def any_queued(sessions: sessionmaker[Session], *, model: str) -> bool:
+    """Whether any image of `model` waits to be claimed: one index probe, however long the queue."""
+    with sessions() as session:
+        first = select(Image.id).where(Image.model == model, Image.status == ImageStatus.QUEUED, _job_not_canceled())
+        return session.scalar(first.limit(1)) is not None
 
 
 def queued_count(sessions: sessionmaker[Session], *, model: str) -> int:

@@ -61,7 +61,8 @@ def make_celery(settings: Settings, name: str = "sdfarm") -> Celery:
         broker_connection_max_retries=None,
         task_default_queue=queue_name("default"),
         worker_hijack_root_logger=False,
-        worker_send_task_events=False,
+        # Task events (received, started, succeeded) for Flower: a few small messages per batch.
+        worker_send_task_events=True,
     )
     return app
 

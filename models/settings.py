@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 from functools import cached_property
 from pathlib import Path
 
@@ -31,8 +33,10 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1, description="Tries per image before it is failed.")
     batch_soft_time_limit: float = Field(default=600.0, gt=0)
     batch_hard_time_limit: float = Field(default=660.0, gt=0)
-    heartbeat_seconds: float = Field(default=2.0, gt=0)
-    worker_offline_seconds: float = Field(default=10.0, gt=0)
+    heartbeat_seconds: float = Field(default=5.0, gt=0, description="How often a worker writes its row.")
+    worker_offline_seconds: float = Field(
+        default=20.0, gt=0, description="A worker silent this long is shown offline (several missed heartbeats)."
+    )
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
     compile: bool = Field(default=False, description="torch.compile the UNet (CUDA; warm-up at load, cached on disk).")
     runner: str = Field(default="diffusers", description="diffusers, or module:callable (tests, benchmarks).")
@@ -42,6 +46,9 @@ class Settings(BaseSettings):
         default=False, description="With auth on, let anyone browse the gallery read-only (no submit or cancel)."
     )
     rate_limit_per_minute: int = Field(default=600, ge=0, description="Requests per minute per API key; 0: no limit.")
+    auth_failures_per_minute: int = Field(
+        default=30, ge=0, description="401 answers per minute per client address before it gets 429; 0: no limit."
+    )
     max_queued_per_key: int = Field(default=100_000, ge=1, description="Images one key may have waiting at once.")
     a1111_api: bool = Field(default=True, description="Serve the AUTOMATIC1111-compatible API under /sdapi/v1/.")
     a1111_timeout_seconds: float = Field(
@@ -61,8 +68,22 @@ class Settings(BaseSettings):
     metrics_token: str | None = Field(
         default=None, description="If set, /metrics answers only `Authorization: Bearer <token>`; else it is open."
     )
+    status_cache_seconds: float = Field(
+        default=1.0, ge=0, le=60, description="How old a polled job status may be (per API process); 0: always fresh."
+    )
+    events_max_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="Longest a job's event stream stays open; clients reconnect."
+    )
+    events_streams_per_process: int = Field(
+        default=4, ge=0, le=64, description="Event streams one API process serves at once (each holds a thread)."
+    )
     log_format: str = Field(default="plain", description="plain or json (one JSON object per line).")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    allowed_hosts: str = Field(
+        default="",
+        description="With auth off, Host names the API answers besides loopback ones: comma-separated; "
+        "`.example.com` also covers its subdomains, `*` any name (turns the DNS-rebinding guard off).",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     save_beside: str = Field(
@@ -74,6 +95,19 @@ class Settings(BaseSettings):
         default="auto",
         description="Warm-up tuning of how a GPU worker runs: auto (every candidate on CUDA, none on the CPU), off, "
         "or a comma list of eager, channels_last, compile, compile_channels_last, cuda_graphs.",
+    )
+    object_store: str | None = Field(
+        default=None, description="Image store: s3://bucket/prefix, file:///path or a path; default the object dir."
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 API endpoint for a store other than AWS (MinIO, Ceph RGW, R2...)."
+    )
+    object_redirects: bool = Field(
+        default=False, description="Serve image files by short-lived presigned redirects to the store (S3 only)."
+    )
+    object_redirect_seconds: int = Field(default=300, ge=10, le=86_400, description="Lifetime of a presigned URL.")
+    host_name: str | None = Field(
+        default=None, max_length=64, description="This machine's name in worker names; default its host name."
     )
 
     @field_validator("auth")
@@ -106,6 +140,38 @@ class Settings(BaseSettings):
             check_secret(value, "SDFARM_WEBHOOK_SECRET")
         return value or None
 
+    @field_validator("object_store")
+    @classmethod
+    def _known_object_store(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        scheme = value.partition("://")[0] if "://" in value else ""
+        if scheme not in {"", "file", "s3"}:
+            raise ValueError("SDFARM_OBJECT_STORE must be s3://bucket/prefix, file:///path or a directory path")
+        if scheme == "s3":
+            from models.s3_store import parse_s3_url
+
+            parse_s3_url(value)
+        return value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint_or_none(cls, value: str | None) -> str | None:
+        # Compose files pass an unset variable as "", which means AWS itself.
+        return value or None
+
+    @field_validator("host_name")
+    @classmethod
+    def _plain_host_name(cls, value: str | None) -> str | None:
+        if value and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
+            raise ValueError("SDFARM_HOST_NAME may hold only letters, digits, '.', '_' and '-'")
+        return value or None
+
+    @cached_property
+    def resolved_host_name(self) -> str:
+        """The name this machine's workers carry after the '@' (unique per host, see `sdfarm worker`)."""
+        return self.host_name or socket.gethostname()
+
     @cached_property
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data directory."""
@@ -115,7 +181,9 @@ class Settings(BaseSettings):
 
     @cached_property
     def resolved_object_dir(self) -> Path:
-        """Root of the image store."""
+        """Root of the image store when it is a directory (`SDFARM_OBJECT_STORE` path or file://)."""
+        if self.object_store and not self.object_store.startswith("s3://"):
+            return Path(self.object_store.removeprefix("file://")).resolve()
         return (self.object_dir or self.data_dir / "objects").resolve()
 
     @cached_property
@@ -127,6 +195,10 @@ class Settings(BaseSettings):
     def resolved_lora_dir(self) -> Path:
         """Where LoRA adapters are looked up by name."""
         return (self.lora_dir or self.data_dir / "loras").resolve()
+
+    def allowed_host_list(self) -> list[str]:
+        """SDFARM_ALLOWED_HOSTS as lower-case names, without ports or final dots."""
+        return [name.strip().lower().rstrip(".") for name in self.allowed_hosts.split(",") if name.strip()]
 
     def auth_required(self) -> bool:
         """Whether API keys are enforced: always unless turned off or auto on a loopback bind."""

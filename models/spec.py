@@ -5,7 +5,7 @@ Used by the JSON API and by the gallery's form, so both report the same errors.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
@@ -14,8 +14,19 @@ from models.samplers import find_sampler, sampler_names
 MAX_SEED = 2**32 - 1
 MAX_SIDE = 2048
 MIN_SIDE = 64
+# Every string has a bound in the schema (and so in the OpenAPI document). Prompts have two: this
+# ceiling, and the farm's SDFARM_MAX_PROMPT_CHARS (default 2000), checked by the validators below.
+MAX_PROMPT_CHARS = 10_000
+MAX_NAME_CHARS = 200
+MAX_URL_CHARS = 2000
+MAX_PICTURE_BYTES = 10 * 1024 * 1024
+# A picture as base64 (4 characters per 3 bytes), with room for a data URL's header.
+MAX_PICTURE_CHARS = MAX_PICTURE_BYTES * 4 // 3 + 256
+DEFAULT_PROMPT_CHARS = 2000
 
-Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_PROMPT_CHARS)]
+NegativePrompt = Annotated[str, StringConstraints(max_length=MAX_PROMPT_CHARS)]
+_PROMPT_LIMIT = "at most SDFARM_MAX_PROMPT_CHARS characters (default 2000)"
 
 
 class ItemSpec(BaseModel):
@@ -23,9 +34,17 @@ class ItemSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: Prompt
-    negative_prompt: str | None = None
+    prompt: Prompt = Field(description=_PROMPT_LIMIT)
+    negative_prompt: NegativePrompt | None = Field(default=None, description=_PROMPT_LIMIT)
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+
+    @field_validator("prompt", "negative_prompt")
+    @classmethod
+    def _within_limit(cls, value: str | None, info: ValidationInfo) -> str | None:
+        limit = _prompt_limit(info)
+        if value is not None and len(value) > limit:
+            raise ValueError(f"is {len(value)} characters; the limit is {limit}")
+        return value
 
 
 class LoraSpec(BaseModel):
@@ -33,7 +52,7 @@ class LoraSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    name: str = Field(max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     weight: float = Field(default=1.0, ge=-4.0, le=4.0)
 
 
@@ -48,29 +67,34 @@ class JobSpec(BaseModel):
     prompts: list[Prompt] | None = Field(default=None, min_length=1)
     items: list[ItemSpec] | None = Field(default=None, min_length=1)
     num_images: int = Field(default=1, ge=1, le=1000, description="Images per prompt.")
-    negative_prompt: str = ""
+    negative_prompt: NegativePrompt = Field(default="", description=_PROMPT_LIMIT)
     steps: int | None = Field(default=None, ge=1, le=150)
     guidance_scale: float | None = Field(default=None, ge=0.0, le=30.0)
     width: int | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE)
     height: int | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE)
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="Image k of the job gets seed + k.")
     scheduler: str | None = Field(
-        default=None, description="Sampler: an A1111 name such as 'DPM++ 2M Karras' or a short one."
+        default=None,
+        max_length=MAX_NAME_CHARS,
+        description="Sampler: an A1111 name such as 'DPM++ 2M Karras' or a short one.",
     )
-    model: str | None = Field(default=None, max_length=200)
+    model: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
     priority: int = Field(default=5, ge=0, le=9, description="Higher runs first on the same model.")
     clip_skip: int = Field(default=1, ge=1, le=12)
     loras: list[LoraSpec] = Field(default_factory=list, max_length=8)
     strength: float | None = Field(default=None, ge=0.0, le=1.0, description="Image-to-image denoising strength.")
-    init_image: str | None = Field(default=None, description="Base64 or data URL of the init image.")
+    init_image: str | None = Field(
+        default=None, max_length=MAX_PICTURE_CHARS, description="Base64 or data URL of the init image (10 MB)."
+    )
     init_image_id: int | None = Field(default=None, ge=1)
     mask_image: str | None = Field(
         default=None,
+        max_length=MAX_PICTURE_CHARS,
         description="Inpainting mask, base64 or a data URL, the init image's size: white is repainted, black kept.",
     )
     webhook_url: str | None = Field(
         default=None,
-        max_length=2000,
+        max_length=MAX_URL_CHARS,
         description="Told when the job ends (job.succeeded, job.failed, job.canceled), signed per Standard Webhooks.",
     )
     webhook_events: list[Literal["image.finished"]] = Field(
@@ -91,12 +115,11 @@ class JobSpec(BaseModel):
             raise ValueError(f"unknown sampler {value!r}; choose one of: {', '.join(sampler_names())}")
         return value
 
-    @field_validator("prompts", "items")
+    @field_validator("prompts")
     @classmethod
-    def _prompt_length(cls, value: list[Any] | None, info: ValidationInfo) -> list[Any] | None:
-        limit = (info.context or {}).get("max_prompt_chars", 2000)
-        for position, entry in enumerate(value or []):
-            text = entry if isinstance(entry, str) else entry.prompt
+    def _prompt_length(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        limit = _prompt_limit(info)
+        for position, text in enumerate(value or []):
             if len(text) > limit:
                 raise ValueError(f"prompt {position} is {len(text)} characters; the limit is {limit}")
         return value
@@ -104,7 +127,7 @@ class JobSpec(BaseModel):
     @field_validator("negative_prompt")
     @classmethod
     def _negative_length(cls, value: str, info: ValidationInfo) -> str:
-        limit = (info.context or {}).get("max_prompt_chars", 2000)
+        limit = _prompt_limit(info)
         if len(value) > limit:
             raise ValueError(f"is {len(value)} characters; the limit is {limit}")
         return value
@@ -129,4 +152,10 @@ class JobSpec(BaseModel):
         """The prompts as items, in order (before `num_images` is applied)."""
         if self.items is not None:
             return self.items
-        return [ItemSpec(prompt=prompt) for prompt in self.prompts or []]
+        # Already validated (with the farm's limits, which a new validation here would not know).
+        return [ItemSpec.model_construct(prompt=prompt) for prompt in self.prompts or []]
+
+
+def _prompt_limit(info: ValidationInfo) -> int:
+    """The farm's prompt limit (from settings, through the validation context), never above the ceiling."""
+    return min((info.context or {}).get("max_prompt_chars", DEFAULT_PROMPT_CHARS), MAX_PROMPT_CHARS)

@@ -22,6 +22,9 @@ for _name, _value in {
     os.environ.setdefault(_name, _value)
 
 
+URL_HELP = "Farm URL (default: SDFARM_URL, else the farm `sdfarm up` started in the data dir, else port 8000)."
+
+
 def _settings(**overrides) -> Settings:
     values = {key: value for key, value in overrides.items() if value is not None}
     return Settings(**values)
@@ -88,14 +91,17 @@ def _refuse_public_without_auth(settings: Settings) -> None:
 @click.option("--cpu-workers", type=int, default=1, show_default=True, help="How many CPU workers with --gpus none.")
 @click.option("--model", default=None, help="Model to serve (default: SDFARM_MODEL or the built-in default).")
 @click.option("--max-batch", type=int, default=None, help="Images per pipeline call (SDFARM_MAX_BATCH).")
-def worker(gpus, cpu_workers, model, max_batch) -> None:
+@click.option(
+    "--host-name", default=None, help="This machine's name in worker names (SDFARM_HOST_NAME; default its host name)."
+)
+def worker(gpus, cpu_workers, model, max_batch, host_name) -> None:
     """Start GPU (or CPU) workers for one model, restart them if they die, stop them on SIGTERM."""
     from models.catalog import ModelCatalog, UnknownModelError
     from worker.devices import list_gpus, parse_gpu_selection
     from worker.supervisor import Supervisor, plan_workers
 
     _logging()
-    settings = _settings(max_batch=max_batch)
+    settings = _settings(max_batch=max_batch, host_name=host_name)
     catalog = ModelCatalog(settings.resolved_models_dir, settings.model)
     try:
         entry = catalog.get(model)
@@ -118,7 +124,30 @@ def worker(gpus, cpu_workers, model, max_batch) -> None:
         raise click.UsageError(str(error)) from None
     tag_model = entry.name != catalog.default_name
     workers = plan_workers(entry.name, selected, cpu_workers, settings.max_batch, settings, tag_model)
+    _join_farm(settings, [w.name for w in workers])
     sys.exit(Supervisor(settings, workers).run())
+
+
+def _join_farm(settings: Settings, names: list[str]) -> None:
+    """Fail at start, with what to fix, if the object store or the workers' names cannot be used."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from models.image_store import StoreUnavailableError, open_image_store
+    from models.urls import mask_url
+    from worker.joining import NameInUseError, check_names_free, log_farm_urls
+
+    store = open_image_store(settings)
+    log_farm_urls(settings, store)
+    try:
+        store.check()
+        check_names_free(_sessions(settings), names, settings.worker_offline_seconds)
+    except (StoreUnavailableError, NameInUseError) as error:
+        raise click.ClickException(str(error)) from None
+    except SQLAlchemyError as error:
+        raise click.ClickException(
+            f"SDFARM_DATABASE_URL: cannot reach the database at {mask_url(settings.resolved_database_url)}: "
+            f"{str(error).splitlines()[0]}"
+        ) from None
 
 
 @main.command()
@@ -139,11 +168,12 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision) -> None:
     """Create or update the schema (SDFARM_DATABASE_URL, default SQLite in the data dir)."""
+    from models.urls import mask_url
     from sdfarm.migrate import upgrade
 
     settings = _settings()
     upgrade(settings.resolved_database_url, revision)
-    click.echo(f"database at revision {revision}: {settings.resolved_database_url}")
+    click.echo(f"database at revision {revision}: {mask_url(settings.resolved_database_url)}")
 
 
 @db.command("downgrade")
@@ -168,18 +198,18 @@ def db_downgrade(revision) -> None:
 @click.option("--model", default=None)
 @click.option("--priority", type=int, default=None, help="0..9, higher first.")
 @click.option("--wait", is_flag=True, help="Show a progress bar until the job ends.")
-@click.option("--url", default=None, help="Farm URL (SDFARM_URL, default http://127.0.0.1:8000).")
+@click.option("--url", default=None, help=URL_HELP)
 def submit(prompts_file, wait, url, **params) -> None:
-    """Submit PROMPTS_FILE (one prompt a line; '-' for stdin) as one bulk job."""
-    from sdfarm.client import FarmClient
-
+    """Submit PROMPTS_FILE as one bulk job: one prompt a line ('-' for stdin); blank lines and lines
+    starting with '#' (comments) are skipped."""
     prompts = [line.strip() for line in prompts_file if line.strip() and not line.lstrip().startswith("#")]
     if not prompts:
         raise click.UsageError("the prompts file has no prompts (one per line)")
     job = {"prompts": prompts, **{key: value for key, value in params.items() if value is not None}}
-    client = FarmClient.from_env(url)
+    client = _client(url)
     accepted = client.submit(job)
-    click.echo(f"job {accepted['id']}: {accepted['total']} images queued ({client.url}/api/v1/jobs/{accepted['id']})")
+    queued = _count(accepted["total"], "image")
+    click.echo(f"job {accepted['id']}: {queued} queued ({client.url}/api/v1/jobs/{accepted['id']})")
     if wait:
         finished = client.wait(accepted["id"])
         _print_outcome(client, finished)
@@ -188,18 +218,76 @@ def submit(prompts_file, wait, url, **params) -> None:
 
 @main.command()
 @click.argument("job_id", type=int)
-@click.option("--url", default=None)
+@click.option("--url", default=None, help=URL_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 def status(job_id, url, as_json) -> None:
     """Show a job's status and where its images are."""
-    from sdfarm.client import FarmClient
-
-    client = FarmClient.from_env(url)
+    client = _client(url)
     job = client.job(job_id)
     if as_json:
         click.echo(json.dumps(job, indent=2))
         return
     _print_outcome(client, job)
+
+
+def _client(url: str | None):
+    """The farm client, after saying on stderr which farm it talks to and why that one."""
+    from sdfarm.client import FarmClient
+
+    client = FarmClient.from_env(url, _settings().data_dir)
+    click.echo(f"farm: {client.url} ({client.source})", err=True)
+    return client
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+@main.command("export")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice(["imagefolder", "webdataset", "zip"]),
+    default="imagefolder",
+    show_default=True,
+    help="imagefolder: a zip with metadata.jsonl for Hugging Face datasets; webdataset: tar shards; zip: PNGs.",
+)
+@click.option("--query", "-q", "q", default=None, help="Prompt search, as in the gallery (every word must match).")
+@click.option("--job", "job_id", type=int, default=None, help="Only this job's images.")
+@click.option("--ids", default=None, help="Only these image ids, comma-separated.")
+@click.option("--model", default=None, help="Only images of this model.")
+@click.option("--size", default=None, help="Only images of this size, WIDTHxHEIGHT.")
+@click.option("--seed", type=int, default=None)
+@click.option("--rating", type=click.IntRange(-1, 1), default=None, help="1 starred, 0 unrated, -1 rejected.")
+@click.option("--board", "board_id", type=int, default=None, help="Only the images on this board.")
+@click.option("--all", "everything", is_flag=True, help="Every image you can see (when nothing else is given).")
+@click.option("--shard-size", type=int, default=None, help="webdataset: images per tar shard (default 1000).")
+@click.option("--url", default=None, help=URL_HELP)
+def export_command(out, export_format, ids, everything, url, **selection) -> None:
+    """Export succeeded images as a dataset into the folder OUT: submit, wait with progress, download."""
+    body = {"format": export_format, **{key: value for key, value in selection.items() if value is not None}}
+    if ids:
+        try:
+            body["image_ids"] = [int(part) for part in ids.split(",") if part.strip()]
+        except ValueError:
+            raise click.BadParameter(
+                "a comma-separated list of image ids, such as 12,13,40", param_hint="--ids"
+            ) from None
+    if everything:
+        body["all"] = True
+    client = _client(url)
+    export = client.submit_export(body)
+    click.echo(f"export {export['id']} queued ({client.url}{export['url']})")
+    export = client.wait_export(export["id"])
+    if export["status"] != "succeeded":
+        raise click.ClickException(f"export {export['id']} failed: {export['error']}")
+    out.mkdir(parents=True, exist_ok=True)
+    for item in export["files"]:
+        target = out / item["name"]
+        client.download(item["url"], target)
+        click.echo(f"{target}  ({_count(item['images'], 'image')}, {item['bytes']:,} bytes)")
+    click.echo(f"export {export['id']}: {_count(export['images'], 'image')} in {_count(len(export['files']), 'file')}")
 
 
 def _print_outcome(client, job: dict) -> None:
@@ -373,10 +461,10 @@ def webhooks_secret() -> None:
     click.echo(new_secret())
 
 
-def _sessions():
+def _sessions(settings: Settings | None = None):
     from models.db import make_engine, make_session_factory
 
-    return make_session_factory(make_engine(_settings().resolved_database_url))
+    return make_session_factory(make_engine((settings or _settings()).resolved_database_url))
 
 
 @main.command()
@@ -386,17 +474,38 @@ def _sessions():
     "--database-url", default=None, help="PostgreSQL server for the control plane (a scratch database is made on it)."
 )
 @click.option("--quick", is_flag=True, help="Smaller runs, for a smoke test.")
+@click.option(
+    "--central", is_flag=True, help="control-plane: central CPU per image under a fleet of simulated GPUs instead."
+)
+@click.option(
+    "--simulated-gpus", default="10,100,1000", show_default=True, help="--central: fleet sizes, comma-separated."
+)
+@click.option("--seconds", type=float, default=20.0, show_default=True, help="--central: measured seconds per size.")
+@click.option("--pollers", type=int, default=0, help="--central: also measure status polls with this many clients.")
 @click.option("--batch", type=int, default=8, show_default=True, help="gpu-farm: images per pipeline call.")
 @click.option("--steps", type=int, default=None, help="gpu-farm: denoising steps (default 30 on CUDA, 10 on CPU).")
 @click.option("--images", type=int, default=None, help="gpu-farm: images per side and round (default 4 batches).")
 @click.option("--rounds", type=int, default=3, show_default=True, help="gpu-farm: interleaved rounds.")
 @click.option("--tune", default="auto", show_default=True, help="gpu-farm: the farm worker's SDFARM_TUNE.")
-def bench(parts, out, database_url, quick, batch, steps, images, rounds, tune) -> None:
+def bench(
+    parts, out, database_url, quick, central, simulated_gpus, seconds, pollers, batch, steps, images, rounds, tune
+) -> None:
     """Measure farm overhead, control plane and prompt adherence (default: all three); `gpu` on a CUDA machine.
 
     `gpu-farm`: the plain diffusers loop, DiffusersRunner alone and the whole farm, interleaved, plus the
     worker's cold start; SD 1.5's architecture on CUDA, the tiny model on the CPU.
     """
+    if central:
+        from bench.suite import run_central
+
+        try:
+            counts = [int(value) for value in simulated_gpus.split(",") if value.strip()]
+        except ValueError:
+            raise click.BadParameter("a comma-separated list of whole numbers", param_hint="--simulated-gpus") from None
+        if not counts or min(counts) < 1:
+            raise click.BadParameter("at least one fleet size, each 1 or more", param_hint="--simulated-gpus")
+        run_central(out, counts, seconds, pollers)
+        return
     if "gpu-farm" in parts:
         from bench.gpu_farm import main as gpu_farm
 

@@ -1,10 +1,11 @@
-"""The HTTP client behind `sdfarm submit` and `sdfarm status`."""
+"""The HTTP client behind `sdfarm submit`, `sdfarm status` and `sdfarm export`."""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -13,6 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 FINAL = {"succeeded", "failed", "canceled"}
+DEFAULT_URL = "http://127.0.0.1:8000"
+# `sdfarm up` writes the URL it serves on here, in its data directory, and removes it when it stops.
+URL_FILE = "farm-url"
 # How long `wait` keeps polling through errors (a restarting API, a dropped connection) before it gives up.
 POLL_PATIENCE_SECONDS = 120.0
 QUIET_LINE_SECONDS = 5.0
@@ -26,13 +30,18 @@ class FarmClient:
         self.session = requests.Session()
         self.timeout = timeout
         self.notices: list[str] = []
+        self.source = "given"
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
 
     @classmethod
-    def from_env(cls, url: str | None = None) -> FarmClient:
-        """Client for SDFARM_URL (default http://127.0.0.1:8000) with SDFARM_API_KEY if set."""
-        return cls(url or os.environ.get("SDFARM_URL", "http://127.0.0.1:8000"), os.environ.get("SDFARM_API_KEY"))
+    def from_env(cls, url: str | None = None, data_dir: Path | None = None) -> FarmClient:
+        """Client for `url`, else SDFARM_URL, else the farm `sdfarm up` started in `data_dir`, else the default;
+        with SDFARM_API_KEY if set. `source` says which one was used."""
+        url, source = find_farm_url(url, data_dir)
+        client = cls(url, os.environ.get("SDFARM_API_KEY"))
+        client.source = source
+        return client
 
     def _request(self, method: str, path: str, **kwargs) -> requests.Response:
         """The response; TransientError for what a later try may not meet (no connection, 5xx, 429)."""
@@ -147,6 +156,73 @@ class FarmClient:
             if final:
                 return
             time.sleep(interval)
+
+    def submit_export(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST an export request; returns the queued export."""
+        return self._call("POST", "/api/v1/exports", json=body)
+
+    def export(self, export_id: int) -> dict[str, Any]:
+        """GET an export."""
+        return self._call("GET", f"/api/v1/exports/{export_id}")
+
+    def wait_export(self, export_id: int, interval: float = 0.5, out=None) -> dict[str, Any]:
+        """Poll until the export has succeeded or failed, with a progress bar (plain lines when piped)."""
+        console = Console(file=out or sys.stderr)
+        columns = (
+            TextColumn("export {task.fields[export]} ({task.fields[state]})"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("images"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
+            task = progress.add_task("export", total=None, export=export_id, state="queued")
+            last = ""
+            while True:
+                export = self.export(export_id)
+                progress.update(task, total=export["images"] or None, completed=export["done"], state=export["status"])
+                line = f"export {export_id}: {export['status']}, {export['done']}/{export['images']} images"
+                if not console.is_terminal and line != last:
+                    console.print(line, highlight=False, soft_wrap=True)
+                    last = line
+                if export["status"] in {"succeeded", "failed"}:
+                    return export
+                time.sleep(interval)
+
+    def download(self, path: str, target: Path) -> int:
+        """Stream a download URL (a path on the farm) into `target`; returns the bytes written."""
+        partial = target.with_name(target.name + ".part")
+        try:
+            response = self.session.get(self.url + path, stream=True, timeout=self.timeout)
+        except (requests.ConnectionError, requests.Timeout) as error:
+            raise SystemExit(f"cannot reach the farm at {self.url} ({type(error).__name__})") from None
+        with response:
+            if response.status_code >= 400:
+                raise SystemExit(f"error {response.status_code}: {_message(response)}")
+            written = 0
+            with partial.open("wb") as handle:
+                for chunk in response.iter_content(1024 * 1024):
+                    handle.write(chunk)
+                    written += len(chunk)
+        partial.replace(target)
+        return written
+
+
+def find_farm_url(url: str | None = None, data_dir: Path | None = None) -> tuple[str, str]:
+    """The farm's URL and where it came from: --url, SDFARM_URL, the file `sdfarm up` wrote, or the default."""
+    if url:
+        return url.rstrip("/"), "--url"
+    if os.environ.get("SDFARM_URL"):
+        return os.environ["SDFARM_URL"].rstrip("/"), "SDFARM_URL"
+    directory = Path(data_dir or os.environ.get("SDFARM_DATA_DIR") or "./data")
+    written = directory / URL_FILE
+    try:
+        text = written.read_text().strip()
+    except OSError:
+        text = ""
+    if text.startswith(("http://", "https://")) and len(text) < 500:
+        return text.rstrip("/"), f"the farm `sdfarm up` started ({written})"
+    return DEFAULT_URL, "the default; set --url or SDFARM_URL for another farm"
 
 
 class TransientError(Exception):

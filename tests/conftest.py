@@ -60,6 +60,8 @@ def make_settings(data_dir: Path, database_url: str, redis_url: str, models_dir:
         lease_seconds=6.0,
         heartbeat_seconds=0.5,
         worker_offline_seconds=3.0,
+        # Tests read a job's status right after changing it; tests/api/test_job_status.py turns caching on.
+        status_cache_seconds=0.0,
         auth="off",
     )
     values.update(overrides)
@@ -89,3 +91,13 @@ def app(settings):
 def client(app):
     """A Flask test client."""
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 endpoint (moto's standalone server over HTTP) for the whole session."""
+    from tests.s3_server import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3") / "s3.log").start()
+    yield server
+    server.stop()

@@ -54,3 +54,55 @@ def image_row(**overrides) -> Image:
     )
     values.update(overrides)
     return Image(**values)
+
+
+FINISHED = "succeeded"
+
+
+def add_finished_job(
+    session: Session,
+    store,
+    count: int,
+    model: str = "tiny",
+    owner_key_id: int | None = None,
+    prompt: str = "a red circle",
+) -> Job:
+    """A committed job of `count` succeeded images, each with a small PNG (infotext embedded) in `store`.
+
+    No rendering: the pictures are flat colours, encoded as the worker encodes its PNGs. Rows go in with
+    one bulk insert, so benchmarks can make tens of thousands quickly.
+    """
+    from PIL import Image as PILImage
+    from sqlalchemy import insert
+
+    from models.image_store import object_key_for
+    from worker.encoding import encode_png, infotext_for
+
+    job = Job(model=model, total=count, priority=5, spec={"prompts": [prompt]}, owner_key_id=owner_key_id)
+    session.add(job)
+    session.flush()
+    rows = []
+    for index in range(count):
+        row = image_row(
+            job_id=job.id,
+            index=index,
+            prompt=f"{prompt} {index}",
+            seed=1000 + index,
+            model=model,
+            owner_key_id=owner_key_id,
+            strength=None,
+            clip_skip=1,
+            loras=[],
+        )
+        key = object_key_for(job.id, index, f"{index:08x}", ".png")
+        picture = PILImage.new("RGB", (row.width, row.height), ((index * 37) % 256, (index * 91) % 256, 128))
+        store.put(key, encode_png(picture, infotext_for(row)), durable=False)
+        values = {column.key: getattr(row, column.key) for column in Image.__table__.columns if column.key != "id"}
+        values.update(
+            status=FINISHED, object_key=key, batch_key="k", priority=5, attempts=1, progress=1.0, sha256="0" * 64
+        )
+        rows.append({k: v for k, v in values.items() if v is not None})
+    for start in range(0, len(rows), 1000):
+        session.execute(insert(Image), rows[start : start + 1000])
+    session.commit()
+    return job

@@ -56,6 +56,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "SDFARM_HEARTBEAT_SECONDS": str(settings.heartbeat_seconds),
         "SDFARM_WORKER_OFFLINE_SECONDS": str(settings.worker_offline_seconds),
         "SDFARM_MAX_ATTEMPTS": str(settings.max_attempts),
+        "SDFARM_STATUS_CACHE_SECONDS": str(settings.status_cache_seconds),
         "SDFARM_AUTH": settings.auth,
         "SDFARM_RUNNER": settings.runner,
         "HF_HUB_OFFLINE": "1",
@@ -64,21 +65,25 @@ def settings_env(settings: Settings) -> dict[str, str]:
         env["SDFARM_MODEL"] = settings.model
     if settings.models_dir:
         env["SDFARM_MODELS_DIR"] = str(settings.models_dir)
+    for name in ("object_store", "s3_endpoint_url", "host_name"):
+        if getattr(settings, name):
+            env[f"SDFARM_{name.upper()}"] = str(getattr(settings, name))
     return env
 
 
 class WorkerFleet:
     """`sdfarm worker` started as a real process (its own Celery workers and pool children)."""
 
-    def __init__(self, settings: Settings, log_path: Path, *args: str):
+    def __init__(self, settings: Settings, log_path: Path, *args: str, env: dict[str, str] | None = None):
         self.settings = settings
         self.log_path = log_path
         self.args = args
+        self.extra_env = env or {}
         self.process: subprocess.Popen | None = None
 
     def start(self, expect_workers: int = 1, timeout: float = 120.0) -> WorkerFleet:
         """Start and wait until `expect_workers` workers report idle with the model loaded."""
-        env = {**os.environ, **settings_env(self.settings)}
+        env = {**os.environ, **settings_env(self.settings), **self.extra_env}
         self.log = self.log_path.open("ab")
         started = time.time()
         self.process = subprocess.Popen(

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import warnings
 
 from celery import Celery
 from celery.apps import worker as celery_worker_app
+from celery.exceptions import SecurityWarning
 from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 
 from models.logging_config import configure_logging, say_json, set_process_fields
@@ -69,6 +71,10 @@ def main(argv: list[str] | None = None) -> None:
         # A receiver here stops Celery from installing its own handlers: its lines use the farm's format.
         configure_logging(settings.log_format, args.loglevel)
 
+    # Celery warns on every start as root (containers, many GPU hosts) and tells the user to pass --uid,
+    # which sdfarm does not take. Its risk is unpickling messages as root; the farm accepts JSON only
+    # (models/queue.py), and Celery itself refuses to start as root if pickle were ever accepted.
+    warnings.filterwarnings("ignore", message=r"(?s).*superuser privileges", category=SecurityWarning)
     app = create_worker_app(settings, args.name, args.model, max_batch)
     quiet = []
     if settings.log_format == "json":

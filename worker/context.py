@@ -21,7 +21,7 @@ from pathlib import Path
 from models import lifecycle
 from models.catalog import ModelCatalog, ModelEntry
 from models.db import make_engine, make_session_factory
-from models.image_store import LocalImageStore
+from models.image_store import open_image_store
 from models.queue import RenderQueue
 from models.settings import Settings
 from worker.heartbeat import Heartbeat
@@ -53,7 +53,7 @@ class WorkerContext:
         self.max_batch = max_batch
         self.engine = make_engine(settings.resolved_database_url)
         self.sessions = make_session_factory(self.engine)
-        self.store = LocalImageStore(settings.resolved_object_dir)
+        self.store = open_image_store(settings)
         self.queue = RenderQueue(celery_app, settings.redis_url)
         self.stats = WorkerStats()
         self.service: RenderService | None = None

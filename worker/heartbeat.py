@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 
+from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -60,7 +61,8 @@ class Heartbeat:
         """Write one heartbeat row."""
         snapshot = self.stats.snapshot()
         values = dict(
-            host=socket.gethostname(),
+            # The name's host part: SDFARM_HOST_NAME where set, so two containers on one machine differ.
+            host=self.name.rpartition("@")[2] or socket.gethostname(),
             pid=os.getpid(),
             device=self.device_info.get("device", "cpu"),
             gpu_name=self.device_info.get("gpu_name"),
@@ -77,6 +79,12 @@ class Heartbeat:
         )
         try:
             with self.sessions() as session:
+                # The usual beat is one UPDATE of this process's own row; the row is read only
+                # when it is missing or belongs to an earlier process of the same name.
+                beat = update(WorkerRecord).where(WorkerRecord.name == self.name, WorkerRecord.pid == values["pid"])
+                if session.execute(beat.values(values)).rowcount == 1:
+                    session.commit()
+                    return
                 record = session.get(WorkerRecord, self.name)
                 if record is None or record.pid != values["pid"]:
                     if record is None:

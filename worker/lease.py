@@ -13,6 +13,12 @@ from models import lifecycle
 log = logging.getLogger(__name__)
 
 
+def renewal_interval(lease_seconds: float) -> float:
+    """Seconds between two renewals of a lease of `lease_seconds`: a third of it, so two renewals
+    in a row may fail (a database blip) before the lease runs out; a batch that ends sooner never renews."""
+    return lease_seconds / 3
+
+
 class LeaseKeeper:
     """A background thread that renews one lease every third of its length.
 
@@ -28,6 +34,9 @@ class LeaseKeeper:
         # Set when a renewal finds nothing held: the batch was canceled or taken back, so
         # rendering it further would only waste the GPU.
         self.lost = threading.Event()
+        # Held while renewing; the saver holds it while recording the batch, so a renewal and the
+        # batch's save never update the same rows at once (two multi-row UPDATEs can deadlock).
+        self.renewing = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{token[:8]}", daemon=True)
 
@@ -42,12 +51,16 @@ class LeaseKeeper:
         self._thread.join()
 
     def _run(self) -> None:
-        interval = min(self.lease_seconds / 3, 1.0)
+        interval = renewal_interval(self.lease_seconds)
         while not self._stop.wait(interval):
             try:
-                held = lifecycle.renew(
-                    self.sessions, token=self.token, lease_seconds=self.lease_seconds, progress=round(self.progress, 4)
-                )
+                with self.renewing:
+                    held = lifecycle.renew(
+                        self.sessions,
+                        token=self.token,
+                        lease_seconds=self.lease_seconds,
+                        progress=round(self.progress, 4),
+                    )
                 if held == 0:  # nothing held any more: saved, failed, canceled, or taken back by the reaper
                     self.lost.set()
                     return

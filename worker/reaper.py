@@ -6,13 +6,12 @@ Safe to run in several processes at once: every change is a conditional update.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import lifecycle
-from models.image_store import ImageStore, object_key_for
+from models.image_store import ImageStore, attempt_prefix
 from models.queue import RenderQueue
 
 log = logging.getLogger(__name__)
@@ -54,32 +53,11 @@ class Reaper:
 
     def _delete_attempt_files(self, job_id: int, index: int, token: str) -> None:
         """A worker killed between writing its files and recording them leaves them behind; the
-        keys are derived from the lease token, so the attempt's files are found without a scan."""
-        for suffix in (".png", ".thumb.webp"):
-            self.store.delete(object_key_for(job_id, index, token, suffix))
-
-
-class ReaperThread:
-    """Runs the reaper every `interval` seconds in a daemon thread of a long-lived process."""
-
-    def __init__(self, reaper: Reaper, interval: float):
-        self.reaper = reaper
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="reaper", daemon=True)
-
-    def start(self) -> None:
-        """Start the loop."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the loop."""
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.reaper.run_once()
-            except Exception as error:  # the broker or database may be down; try again next round
-                log.warning("reaper pass failed: %s", error)
+        keys start with a prefix derived from the lease token, so one listing finds them all."""
+        try:
+            for key in list(self.store.keys(attempt_prefix(job_id, index, token))):
+                self.store.delete(key)
+        except Exception as error:  # the store may be down; the lease is back either way
+            log.warning(
+                "could not delete the files of attempt %s at image %d of job %d: %s", token[:8], index, job_id, error
+            )

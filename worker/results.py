@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from PIL import Image as PILImage
@@ -47,11 +48,14 @@ class ResultStore:
         self.model_hash = model_hash
         self._writers = ThreadPoolExecutor(max_workers=WRITER_THREADS, thread_name_prefix="writer")
 
-    def save_batch(self, token: str, batch: list[Rendered]) -> int:
+    def save_batch(
+        self, token: str, batch: list[Rendered], renewing: AbstractContextManager | None = None
+    ) -> int:
         """Store a batch's images; returns how many are now recorded as succeeded by this worker.
 
         Files are written first, then every row in one transaction (one commit per batch,
         not per image); the files of rows that could not be recorded are deleted again.
+        `renewing` (the lease keeper's lock) is held while the rows are recorded.
         """
         written: list[tuple[int, dict]] = []
         # Files are written in parallel: each waits on its own fsync, which the file system
@@ -63,15 +67,23 @@ class ResultStore:
             except Exception:
                 log.exception("could not write image %s; its lease will expire and it will run again", rendered.item.id)
         try:
-            recorded = self._record(token, written)
+            with renewing or nullcontext():
+                recorded = self._record(token, written)
         except OperationalError as error:
             log.error("database unavailable while saving batch %s; it will be rendered again: %s", token[:8], error)
             recorded = set()
         for item_id, values in written:
             if item_id not in recorded:
-                self.store.delete(values["object_key"])
-                self.store.delete(values["thumb_key"])
+                self._discard(item_id, values)
         return len(recorded)
+
+    def _discard(self, item_id: int, values: dict) -> None:
+        """Delete the files of an image whose row was not recorded (the reaper retries if this fails)."""
+        try:
+            self.store.delete(values["object_key"])
+            self.store.delete(values["thumb_key"])
+        except Exception as error:
+            log.warning("could not delete the unrecorded files of image %s: %s", item_id, error)
 
     def _write_files(self, token: str, rendered: Rendered) -> dict:
         item = rendered.item

@@ -91,6 +91,7 @@ class RenderService:
             # image is saved, so if it kills this process too it takes nothing else with it.
             self.flush()
         self.stats.busy(claim.items[0].job_id)
+        started = time.monotonic()
         lease = LeaseKeeper(self.sessions, claim.token, self.lease_seconds).start()
         handed_over = False
         try:
@@ -98,9 +99,9 @@ class RenderService:
             self._save_slots.acquire()
             handed_over = True
             if not self.save_beside:
-                self._save(claim, rendered, lease)
+                self._save(claim, rendered, lease, started)
                 return len(rendered)
-            pending = self._saver.submit(self._save, claim, rendered, lease)
+            pending = self._saver.submit(self._save, claim, rendered, lease, started)
             self._pending.add(pending)
             pending.add_done_callback(self._pending.discard)
             return len(rendered)
@@ -206,11 +207,11 @@ class RenderService:
     def _read_input_picture(self, key: str, mode: str) -> PILImage.Image:
         return PILImage.open(io.BytesIO(self.store.read(key))).convert(mode)
 
-    def _save(self, claim: Claim, rendered: list[Rendered], lease: LeaseKeeper) -> None:
+    def _save(self, claim: Claim, rendered: list[Rendered], lease: LeaseKeeper, started: float) -> None:
         logged = bind_work(**batch_fields(claim))  # this runs in the saver thread
         try:
-            stored = self.results.save_batch(claim.token, rendered)
-            self.stats.finished(stored)
+            stored = self.results.save_batch(claim.token, rendered, lease.renewing)
+            self.stats.finished(stored, started)
             log.info("stored %d of %d images", stored, len(rendered))
         except Exception:
             log.exception("could not save batch %s; its lease will expire and it will run again", claim.token[:8])

@@ -16,7 +16,8 @@ class WorkerStats:
         self.images_done = 0
         self.model_loads = 0
         self.configuration: dict | None = None
-        self._window: list[tuple[float, int]] = []
+        # (batch started, batch stored, images) for the batches of the last minute of work.
+        self._window: list[tuple[float, float, int]] = []
 
     def loading(self) -> None:
         """The pipeline is being loaded."""
@@ -46,21 +47,28 @@ class WorkerStats:
             self.state = "idle"
             self.current_job_id = None
 
-    def finished(self, images: int) -> None:
-        """`images` more were stored."""
-        with self._lock:
-            self.images_done += images
-            self._window.append((time.monotonic(), images))
-
-    def images_per_second(self, window_seconds: float = 60.0) -> float:
-        """Throughput over the last minute."""
+    def finished(self, images: int, started: float | None = None) -> None:
+        """`images` more were stored, from a batch that began at `started` (time.monotonic())."""
         now = time.monotonic()
         with self._lock:
-            self._window = [(t, n) for t, n in self._window if now - t <= window_seconds]
+            self.images_done += images
+            self._window.append((now if started is None else started, now, images))
+
+    def images_per_second(self, window_seconds: float = 60.0) -> float:
+        """Throughput over the worker's last minute of work: images stored over the time from the first
+        of those batches starting to the last one stored.
+
+        Measured against the last batch, not the clock, so the figure says how fast this worker
+        renders and stays right while it waits for work (it used to fall to 0 a minute after a job).
+        """
+        with self._lock:
             if not self._window:
                 return 0.0
-            span = max(now - self._window[0][0], 1.0)
-            return round(sum(n for _, n in self._window) / span, 3)
+            last = self._window[-1][1]
+            self._window = [entry for entry in self._window if last - entry[1] <= window_seconds]
+            began = min(entry[0] for entry in self._window)
+            span = max(last - began, 0.001)
+            return round(sum(entry[2] for entry in self._window) / span, 3)
 
     def snapshot(self) -> dict:
         """A consistent copy for the heartbeat."""

@@ -2,7 +2,8 @@
 
 Each worker runs with CUDA_VISIBLE_DEVICES set to its GPU, so inside it the GPU is
 always `cuda:0`. The supervisor restarts a worker that dies, forwards SIGTERM/SIGINT
-as a warm shutdown, and runs the reaper.
+as a warm shutdown, and runs the background tasks: the reaper, webhook deliveries and dataset
+exports, each in its own loop (worker/background.py).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,16 +18,19 @@ import time
 from dataclasses import dataclass, field
 
 from models.db import make_engine, make_session_factory
-from models.image_store import LocalImageStore
+from models.image_store import open_image_store
 from models.queue import RenderQueue, make_celery
 from models.settings import Settings
-from worker.reaper import Reaper, ReaperThread
+from worker.background import BackgroundLoop
+from worker.exporter import ExportRunner
+from worker.reaper import Reaper
 from worker.webhooks import WebhookDispatcher
 
 log = logging.getLogger("sdfarm.supervisor")
 
 RESTART_WINDOW = 60.0
 WEBHOOK_POLL_SECONDS = 1.0
+EXPORT_POLL_SECONDS = 1.0
 MAX_QUICK_RESTARTS = 5
 
 
@@ -65,7 +68,7 @@ def plan_workers(
     Names say device and host (`gpu0@host`); with `tag_model` they also say the model
     (`gpu0-sdxl@host`), so workers of several models on one machine stay distinct.
     """
-    host = socket.gethostname()
+    host = settings.resolved_host_name
     suffix = f"-{model}" if tag_model else ""
     base_env = dict(os.environ)
     if gpus is None:
@@ -106,8 +109,7 @@ class Supervisor:
         """Run until stopped; returns the exit status."""
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
-        reaper_thread = self._start_reaper() if self.run_reaper else None
-        webhook_thread = self._start_webhooks() if self.run_reaper else None
+        loops = self._start_background() if self.run_reaper else []
         for worker in self.workers:
             self._start(worker)
         status = 0
@@ -138,24 +140,25 @@ class Supervisor:
                     worker.process.wait(timeout=grace)
                 except subprocess.TimeoutExpired:
                     worker.process.kill()
-        if reaper_thread:
-            reaper_thread.stop()
-        if webhook_thread:
-            webhook_thread.stop()
+        for loop in loops:
+            loop.stop()
         return status
 
-    def _start_reaper(self) -> ReaperThread:
-        engine = make_engine(self.settings.resolved_database_url)
-        queue = RenderQueue(make_celery(self.settings), self.settings.redis_url)
-        store = LocalImageStore(self.settings.resolved_object_dir)
-        reaper = Reaper(make_session_factory(engine), queue, store, self.settings.max_attempts, self.settings.max_batch)
-        thread = ReaperThread(reaper, interval=max(1.0, self.settings.lease_seconds / 3))
-        thread.start()
-        return thread
-
-    def _start_webhooks(self) -> ReaperThread:
-        """Webhook deliveries from the outbox, beside the reaper: never inside an API request."""
-        sessions = make_session_factory(make_engine(self.settings.resolved_database_url))
-        thread = ReaperThread(WebhookDispatcher(sessions, self.settings), interval=WEBHOOK_POLL_SECONDS)
-        thread.start()
-        return thread
+    def _start_background(self) -> list[BackgroundLoop]:
+        """The reaper, webhook deliveries (never inside an API request) and dataset exports, one loop each."""
+        settings = self.settings
+        sessions = make_session_factory(make_engine(settings.resolved_database_url))
+        queue = RenderQueue(make_celery(settings), settings.redis_url)
+        store = open_image_store(settings)
+        reaper = Reaper(sessions, queue, store, settings.max_attempts, settings.max_batch)
+        runner_name = f"exports@{settings.resolved_host_name}:{os.getpid()}"
+        loops = [
+            BackgroundLoop(reaper, max(1.0, settings.lease_seconds / 3), "reaper"),
+            BackgroundLoop(WebhookDispatcher(sessions, settings), WEBHOOK_POLL_SECONDS, "webhooks"),
+            BackgroundLoop(
+                ExportRunner(sessions, store, runner_name, settings.lease_seconds), EXPORT_POLL_SECONDS, "exports"
+            ),
+        ]
+        for loop in loops:
+            loop.start()
+        return loops

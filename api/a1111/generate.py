@@ -22,6 +22,7 @@ from api.idempotency import submit_once
 from api.jobs import spec_context
 from api.request_body import json_body
 from api.submission import submit_job
+from api.visibility import hide_paths
 from models.catalog import ModelEntry
 from models.image import Image, ImageStatus
 from models.job import Job
@@ -99,7 +100,8 @@ def _checkpoint(request: Txt2ImgRequest) -> ModelEntry:
     entry = find_checkpoint(str(named))
     if entry is None:
         known = ", ".join(sorted(farm().catalog.entries()))
-        raise _invalid("override_settings.sd_model_checkpoint", f"unknown checkpoint {named!r}; known: {known}")
+        reason = f"unknown checkpoint {str(named)[:100]!r}; known: {known}"
+        raise _invalid("override_settings.sd_model_checkpoint", reason)
     return entry
 
 
@@ -190,7 +192,7 @@ def answer(job_id: int, request: Txt2ImgRequest, entry: ModelEntry) -> Generatio
     rows = list(session.scalars(select(Image).where(Image.job_id == job_id).order_by(Image.index)))
     done = [row for row in rows if row.status == ImageStatus.SUCCEEDED and row.object_key]
     if not done:
-        errors = sorted({row.error for row in rows if row.error}) or ["canceled"]
+        errors = sorted({hide_paths(row.error) for row in rows if row.error}) or ["canceled"]
         raise ApiError(500, f"job {job_id} made no image: {'; '.join(errors)[:1000]}")
     store = farm().store
     pngs = [store.read(row.object_key) for row in done]
@@ -240,7 +242,9 @@ def answer(job_id: int, request: Txt2ImgRequest, entry: ModelEntry) -> Generatio
             "job_id": job_id,
             "model": title_of(entry),
             "image_ids": [row.id for row in done],
-            "failed": [{"index": row.index, "error": row.error} for row in rows if row.status == ImageStatus.FAILED],
+            "failed": [
+                {"index": row.index, "error": hide_paths(row.error)} for row in rows if row.status == ImageStatus.FAILED
+            ],
             "canceled": sum(1 for row in rows if row.status == ImageStatus.CANCELED),
             "ignored": ignored,
         },

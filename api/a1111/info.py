@@ -12,8 +12,9 @@ from api.a1111.schemas import Lora, Options, PngInfoRequest, PngInfoResponse, Sa
 from api.auth import owner_id, owner_scope
 from api.errors import ApiError
 from api.farm import db, farm
-from api.init_images import MAX_INIT_BYTES, decode_base64
+from api.pictures import decode_base64
 from api.png_info import read_metadata
+from api.visibility import shown_path
 from models.catalog import list_loras, short_hash
 from models.eta import estimate
 from models.image import Image, ImageStatus
@@ -31,7 +32,7 @@ def sd_models() -> Response:
             model_name=entry.name,
             hash=short_hash(entry.path) if entry.path.exists() else None,
             sha256=None,
-            filename=str(entry.path),
+            filename=shown_path(entry.path),
             config=None,
         )
         for entry in farm().catalog.entries().values()
@@ -58,7 +59,7 @@ def schedulers() -> Response:
 def loras() -> Response:
     """GET /sdapi/v1/loras: the LoRA directory's adapters."""
     found = list_loras(farm().settings.resolved_lora_dir)
-    return jsonify([Lora(name=n, alias=n, path=str(p), metadata={}).model_dump() for n, p in found.items()])
+    return jsonify([Lora(name=n, alias=n, path=shown_path(p), metadata={}).model_dump() for n, p in found.items()])
 
 
 def get_options() -> Response:
@@ -168,8 +169,6 @@ def png_info() -> Response:
     """POST /sdapi/v1/png-info: `info` (the infotext), `items` (other text chunks) and parsed `parameters`."""
     body = parse_request(PngInfoRequest)
     raw = decode_base64(body.image, field="image") if body.image.strip() else b""
-    if len(raw) > MAX_INIT_BYTES:
-        raise ApiError(413, f"picture larger than {MAX_INIT_BYTES // (1024 * 1024)} MB")
     if not raw:
         return jsonify(PngInfoResponse(info="", items={}, parameters={}).model_dump())
     metadata = read_metadata(raw, field="image")

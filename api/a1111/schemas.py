@@ -6,11 +6,14 @@ have); the ones that would change the picture are refused by name in generate.py
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints
 
-from models.spec import MAX_SEED
+from models.spec import MAX_NAME_CHARS, MAX_PICTURE_CHARS, MAX_SEED
+
+Picture = Annotated[str, StringConstraints(max_length=MAX_PICTURE_CHARS)]
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)]
 
 
 class Txt2ImgRequest(BaseModel):
@@ -35,9 +38,9 @@ class Txt2ImgRequest(BaseModel):
     restore_faces: bool | None = None
     tiling: bool | None = None
     enable_hr: bool = False
-    styles: list[str] | None = None
+    styles: list[Name] | None = Field(default=None, max_length=100)
     override_settings: dict[str, Any] | None = None
-    script_name: str | None = None
+    script_name: Name | None = None
     alwayson_scripts: dict[str, Any] | None = None
     send_images: bool = True
     save_images: bool = False
@@ -46,8 +49,8 @@ class Txt2ImgRequest(BaseModel):
 class Img2ImgRequest(Txt2ImgRequest):
     """POST /sdapi/v1/img2img: txt2img's fields plus the picture to start from."""
 
-    init_images: list[str] = Field(min_length=1, max_length=1, description="One base64 picture (or data URL).")
-    mask: str | None = Field(default=None, description="Inpainting mask: white is repainted.")
+    init_images: list[Picture] = Field(min_length=1, max_length=1, description="One base64 picture (or data URL).")
+    mask: Picture | None = Field(default=None, description="Inpainting mask: white is repainted.")
     denoising_strength: float = Field(default=0.75, ge=0.0, le=1.0)
     include_init_images: bool = False
 
@@ -113,7 +116,7 @@ class Lora(BaseModel):
 class PngInfoRequest(BaseModel):
     """POST /sdapi/v1/png-info."""
 
-    image: str = Field(description="Base64 or a data URL of the picture.")
+    image: Picture = Field(description="Base64 or a data URL of the picture.")
 
 
 class PngInfoResponse(BaseModel):
@@ -129,7 +132,7 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    sd_model_checkpoint: str | None = None
+    sd_model_checkpoint: Name | None = None
 
 
 class AnyObject(BaseModel):

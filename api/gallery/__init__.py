@@ -16,6 +16,7 @@ def make_blueprint() -> Blueprint:
     for route in GALLERY_ROUTES:
         blueprint.add_url_rule(route.rule, view_func=route.view, methods=list(route.methods))
     blueprint.context_processor(_sign_in_state)
+    blueprint.add_app_template_filter(_hide_paths, "hide_paths")
     # Errors raised while serving a page become HTML pages; the JSON API's handlers stay as they are.
     blueprint.register_error_handler(ApiError, _api_error_page)
     blueprint.register_error_handler(HTTPException, _http_error_page)
@@ -26,6 +27,12 @@ def _sign_in_state() -> dict:
     from api.farm import farm
 
     return {"auth_on": farm().settings.auth_required(), "signed_in_key": g.get("api_key")}
+
+
+def _hide_paths(text: str | None) -> str | None:
+    from api.visibility import hide_paths
+
+    return hide_paths(text)
 
 
 def register_gallery_blueprint(app: Flask) -> None:

@@ -86,7 +86,7 @@
     });
   }
 
-  // Jobs page: live progress by polling GET /api/v1/jobs/<id>?images=0.
+  // Jobs page: live progress from each job's event stream, or by polling GET /api/v1/jobs/<id>?images=0.
   function setField(card, name, value) {
     const element = card.querySelector('[data-field="' + name + '"]');
     if (element) element.textContent = String(value);
@@ -149,8 +149,7 @@
     }
   }
 
-  function pollJobs() {
-    const cards = Array.from(document.querySelectorAll('article.job[data-live="true"]'));
+  function pollJobs(cards) {
     if (!cards.length) return;
     const tick = async function () {
       if (!document.hidden) {
@@ -167,6 +166,34 @@
       }
     };
     setTimeout(tick, POLL_MS / 2);
+  }
+
+  // Live jobs follow their event stream (GET /api/v1/jobs/<id>/events) instead of polling. A browser
+  // opens about six connections per host, so only the first few jobs stream; the rest, and any job
+  // whose stream is refused (503: the server's streams are busy), are polled.
+  const MAX_STREAMS = 3;
+
+  function followJobs() {
+    const cards = Array.from(document.querySelectorAll('article.job[data-live="true"]'));
+    const polled = [];
+    cards.forEach(function (card, index) {
+      if (index >= MAX_STREAMS || !window.EventSource || !card.dataset.eventsUrl) {
+        polled.push(card);
+        return;
+      }
+      const source = new EventSource(card.dataset.eventsUrl);
+      card.dataset.streaming = "true";
+      source.addEventListener("progress", function (event) { showJob(card, JSON.parse(event.data)); });
+      source.addEventListener("end", function () { source.close(); });
+      source.addEventListener("error", function () {
+        // A stream that ends after its time limit reconnects by itself; a refused one is closed.
+        if (source.readyState === EventSource.CLOSED && card.dataset.live === "true") {
+          card.dataset.streaming = "false";
+          pollJobs([card]);
+        }
+      });
+    });
+    pollJobs(polled);
   }
 
   function cancelButton(button) {
@@ -189,6 +216,6 @@
     document.querySelectorAll("[data-infinite-scroll]").forEach(infiniteScroll);
     document.querySelectorAll("button[data-copy-from]").forEach(copyButton);
     document.querySelectorAll("button[data-cancel-url]").forEach(cancelButton);
-    pollJobs();
+    followJobs();
   });
 })();

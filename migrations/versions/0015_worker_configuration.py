@@ -1,7 +1,7 @@
 """Workers report how they run: the configuration their warm-up chose and their start-up times.
 
 Revision ID: 0015
-Revises: 0007
+Revises: 0009
 Create Date: 2026-11-30
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015"
-down_revision = "0007"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -39,6 +39,14 @@ BAD_JOBS = [
     ({"prompts": ["ok"], "priority": 10}, "priority"),
     ({"prompts": ["ok"], "strength": 0.5}, "strength"),
     ({"prompts": ["ok"], "init_image": "%%%not-base64"}, "init_image"),
+    # issue #12: items' negative prompts had no limit (a 500 KB one was accepted)
+    ({"items": [{"prompt": "a", "negative_prompt": "x" * 2001}]}, "items.0.negative_prompt"),
+    ({"items": [{"prompt": "a", "negative_prompt": "x" * 500_000}]}, "items.0.negative_prompt"),
+    ({"items": [{"prompt": "x" * 2001}]}, "items.0.prompt"),
+    ({"prompts": ["ok"], "scheduler": "x" * 201}, "scheduler"),
+    ({"prompts": ["ok"], "model": "x" * 201}, "model"),
+    ({"prompts": ["ok"], "webhook_url": "https://example.com/" + "x" * 2000}, "webhook_url"),
+    ({"prompts": ["ok"], "loras": [{"name": "x" * 101}]}, "loras.0.name"),
 ]
 
 
@@ -101,3 +109,56 @@ def test_unknown_ids_are_404(client):
         assert response.status_code == 404, url
         assert response.json["error"]["status"] == 404
     assert client.post("/api/v1/jobs/999/cancel").status_code == 404
+
+
+def _string_properties(schema: dict, components: dict, path: str = "", seen: frozenset = frozenset()):
+    """Every string-typed property reachable from `schema`, with its dotted path."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        if name in seen:
+            return
+        yield from _string_properties(components[name], components, path, seen | {name})
+        return
+    for key in ("anyOf", "oneOf", "allOf"):
+        for option in schema.get(key, []):
+            yield from _string_properties(option, components, path, seen)
+    if schema.get("type") == "string":
+        yield path, schema
+    if schema.get("type") == "array":
+        yield from _string_properties(schema.get("items", {}), components, path + "[]", seen)
+    for name, value in schema.get("properties", {}).items():
+        yield from _string_properties(value, components, f"{path}.{name}".lstrip("."), seen)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_every_string_of_a_request_is_bounded_in_the_openapi_document(client):
+    document = client.get("/api/v1/openapi.json").json
+    components = document["components"]["schemas"]
+    checked = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            content = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if content is None:
+                continue
+            for field, schema in _string_properties(content["schema"], components):
+                bounded = "maxLength" in schema or "enum" in schema or "const" in schema
+                bounded = bounded or schema.get("format") in {"date", "date-time"}  # parsed, never stored as text
+                assert bounded, f"{method.upper()} {path}: {field} has no maxLength"
+                checked.append(field)
+    assert {"prompts[]", "items[].prompt", "items[].negative_prompt", "negative_prompt", "webhook_url"} <= set(checked)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_job_lists_return_summaries_and_one_job_its_spec(client):
+    long_negative = "y" * 2000
+    for _ in range(3):
+        body = {"items": [{"prompt": "a red circle", "negative_prompt": long_negative}] * 40, "steps": 2}
+        assert client.post("/api/v1/jobs", json=body).status_code == 202
+    page = client.get("/api/v1/jobs?limit=50")
+    assert page.status_code == 200
+    assert len(page.data) < 5_000, len(page.data)  # the specs alone are 240 KB
+    first = page.json["jobs"][0]
+    assert "spec" not in first and "images" not in first
+    assert first["first_prompt"] == "a red circle" and first["prompt_count"] == 40
+    one = client.get(f"/api/v1/jobs/{first['id']}?images=0").json
+    assert one["spec"]["items"][0]["negative_prompt"] == long_negative

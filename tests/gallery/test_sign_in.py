@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import urljoin, urlsplit
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from api.auth import KEY_COOKIE, create_key
+from api.gallery.sign_in import safe_next
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -34,12 +39,53 @@ def test_pages_redirect_to_sign_in_and_the_cookie_signs_in(client, secured):
     assert b"Sign out (alice)" in client.get("/").data
 
 
-def test_sign_in_never_redirects_off_site(client, secured):
-    for target in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
+OFF_SITE = [
+    "https://evil.example/",
+    "//evil.example/",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "/\t/evil.example",  # issue #12: became Location: //evil.example
+    "/\n/x",  # issue #12: gave 500
+    "/\r/evil.example",
+    " //evil.example",
+    "/\x00/evil.example",
+    "/\u200b/evil.example",
+    "javascript:alert(1)",
+    "evil.example",
+    "https:/evil.example",
+    "/" + "a" * 3000,
+]
+
+
+@pytest.mark.parametrize("target", OFF_SITE)
+def test_sign_in_never_redirects_off_site(client, secured, target):
+    response = client.post("/sign-in", data={"key": secured, "next": target}, headers={"Sec-Fetch-Site": "same-origin"})
+    assert response.status_code == 303 and response.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("query", ["/%09/evil.example", "/%0a/x", "/%0d%0a/evil.example", "%2F%2Fevil.example"])
+def test_the_sign_in_page_keeps_only_safe_targets(client, secured, query):
+    page = client.get(f"/sign-in?next={query}")
+    assert page.status_code == 200 and b'name="next" value="/"' in page.data
+
+
+def test_paths_of_this_site_survive_sign_in(client, secured):
+    kept = (("/jobs?x=1#a", "/jobs?x=1#a"), ("/?q=%2F%2Fx", "/?q=%2F%2Fx"), ("/?q=caf\u00e9", "/?q=caf%C3%A9"))
+    for target, location in kept:
         response = client.post(
             "/sign-in", data={"key": secured, "next": target}, headers={"Sec-Fetch-Site": "same-origin"}
         )
-        assert response.headers["Location"] == "/"
+        assert response.headers["Location"] == location
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(target=st.text(st.sampled_from(list("/\\:.@?#%a \t\n\r\x00\x0b\u3000\uff0f")), max_size=12))
+def test_any_next_stays_on_site(app, target):
+    with app.test_request_context():
+        location = safe_next(target)
+    resolved = urlsplit(urljoin("https://farm.example/base/", location))
+    assert resolved.scheme == "https" and resolved.netloc == "farm.example", (target, location)
+    assert location.isascii() and location.isprintable() and location.startswith("/")
 
 
 def test_cross_site_posts_are_refused_even_with_the_cookie(client, secured):

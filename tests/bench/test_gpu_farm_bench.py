@@ -53,3 +53,27 @@ def test_the_gpu_tables_are_made_from_the_check_json():
         cold_start_table(check)
     )
     assert "| 16 | 7.90 |" in "\n".join(throughput_table(check))
+
+
+def test_release_folder_assembles_a_loadable_diffusers_folder(tmp_path, monkeypatch):
+    """The CUDA bench's SD 1.5 folder, built here from the tiny model's parts in place of the full-size ones."""
+    from types import SimpleNamespace
+
+    from transformers import CLIPTextModel
+
+    from models.catalog import ModelCatalog
+    from worker.model_build import release
+    from worker.model_build.tiny import clip_tokenizer, tiny_text_config, tiny_unet, tiny_vae
+
+    def tiny_release(_architecture):
+        text_encoder = CLIPTextModel(tiny_text_config(clip_tokenizer(tmp_path / "tok")))
+        unet = tiny_unet(64, text_encoder.config.hidden_size)
+        return SimpleNamespace(unet=unet, vae=tiny_vae(64), text_encoder=text_encoder, text_encoder_2=None)
+
+    monkeypatch.setattr(release, "release_components", tiny_release)
+    folder = release.release_folder("sd1", tmp_path / "models" / "sd15-random", torch.float16)
+    entry = ModelCatalog(tmp_path / "models").get("sd15-random")
+    assert entry.kind == "diffusers" and (folder / "model_index.json").is_file()
+    from worker.preflight import check_model
+
+    check_model(entry)  # every component present, every weights file whole

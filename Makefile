@@ -28,8 +28,8 @@ lint: install
 bench: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/sdfarm bench
 
-# Wheels for an offline CUDA machine (Python 3.12, manylinux x86-64): everything but torch and what such a
-# machine already has, at most 60 MB; scripts/gpu-check.sh installs them there with --no-index.
+# Wheels of sdfarm's dependencies for an offline CUDA machine (Python 3.12, manylinux x86-64): all but torch
+# and what such a machine already has, at most 60 MB; scripts/gpu-check.sh installs them there with --no-index.
 WHEELHOUSE ?= wheelhouse
 GPU_PYTHON ?= 3.12
 wheelhouse: install

@@ -42,7 +42,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"
 step install 120 bash -c "
   set -e
   '$python' -m venv --system-site-packages .gpu-venv
-  .gpu-venv/bin/python -m pip install --quiet --no-index --no-cache-dir --find-links wheelhouse sdfarm
+  '$python' scripts/wheelhouse.py --print-requirements >.gpu-venv/requirements.txt
+  .gpu-venv/bin/python -m pip install --quiet --no-index --no-cache-dir --find-links wheelhouse -r .gpu-venv/requirements.txt
   .gpu-venv/bin/python -c 'import torch, diffusers, celery, sdfarm.cli; assert torch.cuda.is_available(), torch.__version__'
 "
 venv_python="$PWD/.gpu-venv/bin/python"

@@ -1,11 +1,13 @@
 """`make wheelhouse`: the wheels an offline CUDA machine needs to run sdfarm beside its own torch.
 
 Downloads (with the package index, here) binary wheels of sdfarm's dependencies for another
-machine's Python and platform, leaves out torch and what that machine already has, adds sdfarm's
-own wheel, and refuses a folder over the size limit. `scripts/gpu-check.sh` installs the folder
-there with `pip install --no-index --find-links`.
+machine's Python and platform, leaves out torch and what that machine already has, and refuses a
+folder over the size limit. sdfarm itself runs from the checkout that travels with the folder:
+`scripts/gpu-check.sh` installs `--print-requirements` from the folder there with
+`pip install --no-index --find-links wheelhouse`.
 
-    python scripts/wheelhouse.py --out wheelhouse --python-version 3.12 --platform manylinux2014_x86_64
+    python scripts/wheelhouse.py --out wheelhouse --python-version 3.12
+    python scripts/wheelhouse.py --print-requirements
 """
 
 from __future__ import annotations
@@ -13,10 +15,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import tomllib
 import zipfile
 from pathlib import Path
@@ -29,7 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # What the lent GPU machine's Python already holds (/work/.library/device/KINDS.md): its CUDA torch first,
 # and the large libraries the farm shares with it. Kept out so the folder stays small and the machine's
 # builds (CUDA torch's numpy, its transformers) are the ones used.
-MACHINE_HAS = "torch transformers numpy pillow safetensors accelerate peft pytest scipy"
+MACHINE_HAS = (
+    "torch transformers numpy pillow safetensors accelerate peft pytest scipy"
+    # transformers' own hub client (diffusers accepts the machine's version) and its download accelerator.
+    " huggingface-hub hf-xet"
+)
 # Test-only packages the GPU checks need beyond pytest.
 TEST_EXTRAS = ["pytest-timeout>=2.3"]
 
@@ -95,7 +99,6 @@ def build(out: Path, python_version: str, platforms: list[str], skip: set[str], 
         version = _downloaded_version(out, name)
         if version is None or (specifier and version not in specifier):
             raise SystemExit(f"{name} {version} does not satisfy {specifier}: run again or pin it in pyproject.toml")
-    _own_wheel(out)
     wheels = sorted(out.glob("*.whl"))
     size_mb = sum(wheel.stat().st_size for wheel in wheels) / 1e6
     print(f"{len(wheels)} wheels, {size_mb:.1f} MB in {out}")
@@ -151,18 +154,6 @@ def _marker_environment(python_version: str) -> dict[str, str]:
     }
 
 
-def _own_wheel(out: Path) -> None:
-    """sdfarm's wheel, built from a copy (setuptools leaves build/ files a later build would pick up)."""
-    with tempfile.TemporaryDirectory() as scratch:
-        source = Path(scratch) / "source"
-        ignored = shutil.ignore_patterns(
-            ".git", ".venv", "data", "build", "*.egg-info", "__pycache__", "bench-results", "wheelhouse", "gpu-results"
-        )
-        shutil.copytree(ROOT, source, ignore=ignored)
-        command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
-        subprocess.run([*command, "-w", str(out), str(source)], check=True)
-
-
 def main() -> None:
     """Parse the arguments and build the folder."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -171,14 +162,19 @@ def main() -> None:
     parser.add_argument("--platform", action="append", default=None, help="repeatable (default manylinux x86_64)")
     parser.add_argument("--skip", default=MACHINE_HAS, help="space-separated names the target machine already has")
     parser.add_argument("--max-mb", type=float, default=60.0)
+    parser.add_argument("--print-requirements", action="store_true", help="print what to install from the folder")
     args = parser.parse_args()
+    skip = {canonical(name) for name in args.skip.split()}
+    if args.print_requirements:
+        print("\n".join(requirements(skip)))
+        return
     platforms = args.platform or [
         "manylinux2014_x86_64",
         "manylinux_2_17_x86_64",
         "manylinux_2_28_x86_64",
         "manylinux_2_34_x86_64",
     ]
-    build(args.out, args.python_version, platforms, {canonical(name) for name in args.skip.split()}, args.max_mb)
+    build(args.out, args.python_version, platforms, skip, args.max_mb)
 
 
 if __name__ == "__main__":

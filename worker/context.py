@@ -139,7 +139,10 @@ class WorkerContext:
             self._warm_up(runner, None)
         self.startup["warm_up_seconds"] = round(time.perf_counter() - started, 3)
         self.startup["process_seconds"] = round(time.time() - _process_started(), 3)
-        self.stats.configured({**choice.as_json(), "shape": asdict(shape), "startup": self.startup})
+        configuration = {**choice.as_json(), "shape": asdict(shape), "startup": self.startup}
+        if any(name in COMPILED for name in [choice.name, *choice.measured]):
+            configuration["compiler"] = _compiler_counters()
+        self.stats.configured(configuration)
         return runner
 
     def _diffusers_runner(self, entry: ModelEntry, lora_dir: Path) -> PipelineRunner:
@@ -291,3 +294,16 @@ def _process_started() -> float:
 def _save_beside(setting: str, device: str) -> bool:
     """SDFARM_SAVE_BESIDE: auto saves beside rendering on a GPU and in line on the CPU."""
     return device.startswith("cuda") if setting == "auto" else setting == "true"
+
+
+def _compiler_counters() -> dict:
+    """Whether torch.compile really took: graph breaks and graphs compiled (a recompilation adds a graph)."""
+    try:
+        from torch._dynamo.utils import counters
+
+        return {
+            "graph_breaks": sum(counters["graph_break"].values()),
+            "graphs": counters["stats"].get("unique_graphs", 0),
+        }
+    except Exception as error:  # counters are torch internals: report their absence, never fail a start
+        return {"error": f"{type(error).__name__}: {error}"[:200]}

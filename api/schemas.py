@@ -139,6 +139,9 @@ class WorkerOut(BaseModel):
     images_done: int
     images_per_second: float = Field(description="Images per second over its last minute of work (kept while idle).")
     model_loads: int
+    # The configuration the worker's warm-up chose (eager, compiled, CUDA graphs, memory format), the
+    # images/s it measured for it, and its start-up times; null until it has loaded its model.
+    configuration: dict[str, Any] | None = None
     started_at: datetime
     last_seen: datetime
 

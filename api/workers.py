@@ -35,6 +35,7 @@ def list_workers() -> Response:
             images_done=record.images_done,
             images_per_second=record.images_per_second,
             model_loads=record.model_loads,
+            configuration=record.configuration,
             started_at=record.started_at,
             last_seen=record.last_seen,
         )

@@ -71,10 +71,10 @@ class BenchFarm:
                 time.sleep(0.2)
         raise RuntimeError("API did not start; see api.log")
 
-    def start_workers(self, count: int, timeout: float = 300, **extra: str) -> float:
-        """`sdfarm worker --gpus none --cpu-workers count`; returns seconds until all were ready."""
+    def start_workers(self, count: int, timeout: float = 300, gpus: str = "none", **extra: str) -> float:
+        """`sdfarm worker --gpus none --cpu-workers count` (or `--gpus 0,1`); returns seconds until all were ready."""
         started = time.time()
-        self._spawn(["worker", "--gpus", "none", "--cpu-workers", str(count)], "worker.log", **extra)
+        self._spawn(["worker", "--gpus", gpus, "--cpu-workers", str(count)], "worker.log", **extra)
         while time.time() - started < timeout:
             with self.sessions() as session:
                 ready = [
@@ -86,6 +86,14 @@ class BenchFarm:
                 return time.time() - started
             time.sleep(0.2)
         raise RuntimeError(f"{count} workers not ready in {timeout}s; see worker.log")
+
+    def worker_rows(self) -> list[dict]:
+        """Every worker's row (state, configuration and start-up times) as plain values."""
+        with self.sessions() as session:
+            return [
+                {column.name: getattr(row, column.name) for column in WorkerRecord.__table__.columns}
+                for row in session.scalars(select(WorkerRecord))
+            ]
 
     def stop_workers(self) -> None:
         """Warm-stop every `sdfarm worker` started so far."""

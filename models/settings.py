@@ -89,6 +89,16 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
+    save_beside: str = Field(
+        default="true",
+        description="Save (PNG, thumbnail, rows) on a thread beside the next batch: true, false, or auto "
+        "(beside on a GPU, in line on the CPU).",
+    )
+    tune: str = Field(
+        default="auto",
+        description="Warm-up tuning of how a GPU worker runs: auto (every candidate on CUDA, none on the CPU), off, "
+        "or a comma list of eager, channels_last, compile, compile_channels_last, cuda_graphs.",
+    )
     object_store: str | None = Field(
         default=None, description="Image store: s3://bucket/prefix, file:///path or a path; default the object dir."
     )

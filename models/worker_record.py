@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Float, Integer, String
+from sqlalchemy import JSON, Float, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, RowId, UTCDateTime, utcnow
@@ -30,5 +31,7 @@ class WorkerRecord(Base):
     # From NVML at each heartbeat, where the driver and nvidia-ml-py are present; else None.
     gpu_memory_used_mb: Mapped[int | None] = mapped_column(Integer)
     gpu_utilization: Mapped[float | None] = mapped_column(Float)
+    # What the worker's warm-up chose and measured, and how long its start took (worker/tuning.py).
+    configuration: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

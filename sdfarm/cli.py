@@ -479,7 +479,7 @@ def _sessions(settings: Settings | None = None):
 
 
 @main.command()
-@click.argument("parts", nargs=-1, type=click.Choice(["farm", "control-plane", "adherence", "gpu"]))
+@click.argument("parts", nargs=-1, type=click.Choice(["farm", "control-plane", "adherence", "gpu", "gpu-farm"]))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results/latest.json"), show_default=True)
 @click.option(
     "--database-url", default=None, help="PostgreSQL server for the control plane (a scratch database is made on it)."
@@ -493,8 +493,19 @@ def _sessions(settings: Settings | None = None):
 )
 @click.option("--seconds", type=float, default=20.0, show_default=True, help="--central: measured seconds per size.")
 @click.option("--pollers", type=int, default=0, help="--central: also measure status polls with this many clients.")
-def bench(parts, out, database_url, quick, central, simulated_gpus, seconds, pollers) -> None:
-    """Measure farm overhead, control plane and prompt adherence (default: all three); `gpu` on a CUDA machine."""
+@click.option("--batch", type=int, default=8, show_default=True, help="gpu-farm: images per pipeline call.")
+@click.option("--steps", type=int, default=None, help="gpu-farm: denoising steps (default 30 on CUDA, 10 on CPU).")
+@click.option("--images", type=int, default=None, help="gpu-farm: images per side and round (default 4 batches).")
+@click.option("--rounds", type=int, default=3, show_default=True, help="gpu-farm: interleaved rounds.")
+@click.option("--tune", default="auto", show_default=True, help="gpu-farm: the farm worker's SDFARM_TUNE.")
+def bench(
+    parts, out, database_url, quick, central, simulated_gpus, seconds, pollers, batch, steps, images, rounds, tune
+) -> None:
+    """Measure farm overhead, control plane and prompt adherence (default: all three); `gpu` on a CUDA machine.
+
+    `gpu-farm`: the plain diffusers loop, DiffusersRunner alone and the whole farm, interleaved, plus the
+    worker's cold start; SD 1.5's architecture on CUDA, the tiny model on the CPU.
+    """
     if central:
         from bench.suite import run_central
 
@@ -505,6 +516,11 @@ def bench(parts, out, database_url, quick, central, simulated_gpus, seconds, pol
         if not counts or min(counts) < 1:
             raise click.BadParameter("at least one fleet size, each 1 or more", param_hint="--simulated-gpus")
         run_central(out, counts, seconds, pollers)
+        return
+    if "gpu-farm" in parts:
+        from bench.gpu_farm import main as gpu_farm
+
+        gpu_farm(out, batch=batch, steps=steps, images=images, rounds=rounds, tune=tune, restart=not quick)
         return
     if "gpu" in parts:
         import runpy

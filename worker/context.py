@@ -12,8 +12,10 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 from models import lifecycle
@@ -26,6 +28,17 @@ from worker.heartbeat import Heartbeat
 from worker.runner import PipelineRunner
 from worker.service import RenderService
 from worker.stats import WorkerStats
+from worker.tuning import (
+    COMPILED,
+    Candidate,
+    Choice,
+    ChoiceCache,
+    Shape,
+    time_batches,
+    tune,
+    tuning_candidates,
+    untuned,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +60,8 @@ class WorkerContext:
         self.load_error: str | None = None
         self._ready = threading.Event()
         self.heartbeat: Heartbeat | None = None
+        # Seconds spent on each part of the start (imports, load, tuning, warm-up), for the worker's row.
+        self.startup: dict[str, float] = {}
 
     def start(self, runner_factory=None) -> None:
         """Begin loading the model in the background and start the heartbeat."""
@@ -66,14 +81,16 @@ class WorkerContext:
                 self.max_batch,
                 self.settings.lease_seconds,
                 self.settings.max_attempts,
+                save_beside=_save_beside(self.settings.save_beside, runner.device),
             )
             self.stats.loaded()
             log.info(
-                "worker %s ready: model %s (hash %s) on %s",
+                "worker %s ready: model %s (hash %s) on %s, %s",
                 self.worker_name,
                 self.model,
                 runner.model_hash,
                 runner.device,
+                self.startup,
             )
         except Exception as error:
             self.load_error = f"{type(error).__name__}: {error}"
@@ -101,33 +118,65 @@ class WorkerContext:
         else:
             # A plug-in runner (a benchmark's simulated GPU) may not need torch at all.
             device = "cpu" if self.settings.device == "auto" else self.settings.device
+            started = time.perf_counter()
             runner = runner_factory(self.settings.runner)(entry, device, lora_dir)
-        self._warm_up(runner, entry.defaults.width, entry.defaults.height)
+            self.startup["load_seconds"] = round(time.perf_counter() - started, 3)
+        shape = Shape(self.max_batch, entry.defaults.width, entry.defaults.height, entry.defaults.steps)
+        started = time.perf_counter()
+        choice = choose_configuration(
+            runner,
+            shape,
+            entry.defaults.sampler,
+            tuning_candidates(self.settings.tune, runner.device, self.settings.compile),
+            ChoiceCache(self.settings.data_dir.resolve() / "tuning"),
+        )
+        self.startup["tuning_seconds"] = round(time.perf_counter() - started, 3)
+        started = time.perf_counter()
+        if choice.name in COMPILED:
+            # At the served shape, also after a search: switching configurations may have invalidated its graphs.
+            self._warm_up(runner, shape)
+        elif not (choice.tuned and not choice.from_cache):  # a search has already run the model
+            self._warm_up(runner, None)
+        self.startup["warm_up_seconds"] = round(time.perf_counter() - started, 3)
+        self.startup["process_seconds"] = round(time.time() - _process_started(), 3)
+        configuration = {**choice.as_json(), "shape": asdict(shape), "startup": self.startup}
+        if any(name in COMPILED for name in [choice.name, *choice.measured]):
+            configuration["compiler"] = _compiler_counters()
+        self.stats.configured(configuration)
         return runner
 
     def _diffusers_runner(self, entry: ModelEntry, lora_dir: Path) -> PipelineRunner:
+        started = time.perf_counter()
         import torch
 
         from worker.diffusers_runner import DiffusersRunner
         from worker.loader import pick_device
 
+        self.startup["imports_seconds"] = round(time.perf_counter() - started, 3)
+        started = time.perf_counter()
         device = pick_device(self.settings.device)
         if device == "cpu":
             torch.set_num_threads(self.settings.cpu_threads or os.cpu_count() or 1)
-        if self.settings.compile:
+        else:
+            # Compiled kernels (the `compile` setting and the tuning's compiled candidates) outlive the process.
             cache = self.settings.data_dir.resolve() / "compile-cache"
             os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache))
-        return DiffusersRunner(entry, device, lora_dir, compile_unet=self.settings.compile)
+        runner = DiffusersRunner(entry, device, lora_dir, compile_unet=self.settings.compile)
+        self.startup["load_seconds"] = round(time.perf_counter() - started, 3)
+        return runner
 
     @staticmethod
-    def _warm_up(runner, width: int, height: int) -> None:
-        """One image at the model's default size, so the first real batch does not pay for lazy
-        initialisation (or for torch.compile, whose kernels are specialised to that size)."""
+    def _warm_up(runner, shape: Shape | None) -> None:
+        """One call so the first real batch does not pay for lazy initialisation: at the served shape for a
+        compiled configuration (its kernels are specialised to it), else at the smallest useful size."""
         from PIL import Image as PILImage
 
         from worker.runner import RenderRequest
 
-        request = RenderRequest(["warm-up"], [""], [0], 2, 7.5, width, height, "euler")
+        batch, width, height, steps = (shape.batch, shape.width, shape.height, 2) if shape else (1, 64, 64, 1)
+        request = RenderRequest(
+            ["warm-up"] * batch, [""] * batch, list(range(batch)), steps, 7.5, width, height, "euler"
+        )
         if getattr(runner, "inpainting", False):  # such a model can only inpaint
             grey, everything = PILImage.new("RGB", (width, height), "grey"), PILImage.new("L", (width, height), 255)
             request = replace(request, strength=1.0, init_image=grey, mask_image=everything)
@@ -176,3 +225,85 @@ def device_info(device: str) -> dict:
         properties = torch.cuda.get_device_properties(torch.device(device))
         info.update(gpu_name=properties.name, gpu_memory_mb=properties.total_memory // (1024 * 1024))
     return info
+
+
+def choose_configuration(runner, shape: Shape, sampler: str, names: list[str], cache: ChoiceCache) -> Choice:
+    """The configuration to serve with: the fastest of `names` at `shape` (or the cached choice); eager
+    without a search when there is nothing to compare (CPU workers, or a runner that cannot switch)."""
+    if not names or not hasattr(runner, "configure"):
+        return untuned(getattr(runner, "configuration", "eager"))
+    if len(names) == 1:  # one configuration named: nothing to compare
+        runner.configure(names[0])
+        return untuned(names[0])
+    from worker.runner import RenderRequest
+
+    batch = shape.batch
+    request = RenderRequest(
+        ["tuning"] * batch, [""] * batch, list(range(batch)), shape.steps, 7.5, shape.width, shape.height, sampler
+    )
+    candidates = [Candidate(name, partial(runner.configure, name)) for name in names]
+    return tune(
+        candidates,
+        lambda _candidate: time_batches(lambda: runner.generate(request, lambda _fraction: None), batch),
+        cache,
+        tuning_key(runner, shape, names),
+    )
+
+
+def tuning_key(runner, shape: Shape, candidates: list[str]) -> dict:
+    """What the fastest configuration depends on: GPU, driver, torch, model weights, shape, candidates."""
+    import torch
+
+    gpu, driver = "cpu", None
+    if runner.device.startswith("cuda"):
+        gpu = torch.cuda.get_device_name(torch.device(runner.device))
+        driver = _driver_version()
+    return {
+        "gpu": gpu,
+        "driver": driver,
+        "torch": torch.__version__,
+        "model_hash": runner.model_hash,
+        "shape": asdict(shape),
+        "candidates": candidates,
+    }
+
+
+def _driver_version() -> str | None:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        version = pynvml.nvmlSystemGetDriverVersion()
+        return version.decode() if isinstance(version, bytes) else str(version)
+    except Exception:  # no NVML: the CUDA runtime's version is the next best thing
+        import torch
+
+        return f"cuda {torch.version.cuda}"
+
+
+def _process_started() -> float:
+    """When this worker's Celery process started (the pool child's parent), for the cold-start figure."""
+    import psutil
+
+    try:
+        return psutil.Process(os.getppid()).create_time()
+    except psutil.Error:
+        return psutil.Process().create_time()
+
+
+def _save_beside(setting: str, device: str) -> bool:
+    """SDFARM_SAVE_BESIDE: auto saves beside rendering on a GPU and in line on the CPU."""
+    return device.startswith("cuda") if setting == "auto" else setting == "true"
+
+
+def _compiler_counters() -> dict:
+    """Whether torch.compile really took: graph breaks and graphs compiled (a recompilation adds a graph)."""
+    try:
+        from torch._dynamo.utils import counters
+
+        return {
+            "graph_breaks": sum(counters["graph_break"].values()),
+            "graphs": counters["stats"].get("unique_graphs", 0),
+        }
+    except Exception as error:  # counters are torch internals: report their absence, never fail a start
+        return {"error": f"{type(error).__name__}: {error}"[:200]}

@@ -17,6 +17,7 @@ from worker.loader import load_pipeline
 from worker.lora import LoraSwitcher
 from worker.prompt_encoding import encode_prompts, needs_own_encoding
 from worker.runner import GpuOutOfMemoryError, PipelineRunner, ProgressCallback, RenderOutput, RenderRequest
+from worker.tuning import CONFIGURATIONS
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,36 @@ class DiffusersRunner(PipelineRunner):
         self._loras: LoraSwitcher | None = None
         # Set only when the model ships a safety checker and its defaults file turns it on; tests inject one.
         self.safety_check: SafetyCheck | None = _diffusers_safety_check(self.pipeline, device)
+        self.configuration = "compile" if compile_unet else "eager"
+        self._eager_unet = self.pipeline.unet
+        self._compiled: dict[str, torch.nn.Module] = {}
         self.load_seconds = time.perf_counter() - started
+
+    def configure(self, name: str) -> None:
+        """Run from now on in configuration `name` (one of CONFIGURATIONS), whichever one ran before.
+
+        Compiled UNets are kept, so going back to one costs no second compilation; they are
+        compiled lazily, on their first call, which the tuning's untimed call pays for.
+        """
+        if name not in CONFIGURATIONS:
+            raise ValueError(f"unknown configuration {name!r}; expected one of {', '.join(CONFIGURATIONS)}")
+        memory_format = torch.channels_last if name.endswith("channels_last") else torch.contiguous_format
+        self._eager_unet.to(memory_format=memory_format)
+        self.pipeline.vae.to(memory_format=memory_format)
+        unet = self._eager_unet
+        if name.startswith("compile") or name == "cuda_graphs":
+            if name not in self._compiled:
+                import torch._inductor.config as inductor
+
+                # 1x1 convolutions as matrix products: the UNet's projections then use cuBLAS's GEMMs.
+                inductor.conv_1x1_as_mm = True
+                mode = "reduce-overhead" if name == "cuda_graphs" else None
+                self._compiled[name] = torch.compile(self._eager_unet, mode=mode, dynamic=False)
+            unet = self._compiled[name]
+        self.pipeline.unet = unet
+        # Image-to-image and inpainting pipelines are built from the components: build them again.
+        self._derived.clear()
+        self.configuration = name
 
     def _scheduler_for(self, sampler_name: str):
         import diffusers
@@ -211,7 +241,8 @@ def _diffusers_safety_check(pipeline, device: str) -> SafetyCheck | None:
 
 
 def _nan_rows(pixels: torch.Tensor) -> list[bool]:
-    return [not bool(torch.isfinite(image).all()) for image in pixels]
+    # One reduction and one device-to-host copy for the batch, not a GPU sync per image.
+    return (~torch.isfinite(pixels).flatten(1).all(dim=1)).tolist()
 
 
 def _to_pictures(pixels: torch.Tensor) -> list[PILImage.Image]:

@@ -73,6 +73,7 @@ class Heartbeat:
             images_done=snapshot["images_done"],
             images_per_second=snapshot["images_per_second"],
             model_loads=snapshot["model_loads"],
+            configuration=snapshot["configuration"],
             last_seen=utcnow(),
             **self.gpu.read(),
         )

@@ -49,6 +49,7 @@ class RenderService:
         max_batch: int,
         lease_seconds: float,
         max_attempts: int,
+        save_beside: bool = True,
     ):
         self.sessions = sessions
         self.store = store
@@ -60,6 +61,9 @@ class RenderService:
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self.results = ResultStore(sessions, store, runner.model_hash)
+        # Beside the next batch (a thread) on a GPU; in line where rendering itself uses every core
+        # (the CPU), where encoding beside it only makes the renderer's threads wait for a core.
+        self.save_beside = save_beside
         # Saving runs beside the next batch so the GPU never waits for PNG encoding or the
         # database; at most one batch waits to be saved, to bound memory.
         self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="saver")
@@ -93,10 +97,13 @@ class RenderService:
         try:
             rendered = self._render(claim, lease)
             self._save_slots.acquire()
+            handed_over = True
+            if not self.save_beside:
+                self._save(claim, rendered, lease, started)
+                return len(rendered)
             pending = self._saver.submit(self._save, claim, rendered, lease, started)
             self._pending.add(pending)
             pending.add_done_callback(self._pending.discard)
-            handed_over = True
             return len(rendered)
         except BatchWithdrawn:
             log.info("batch %s stopped: its images were canceled or taken back", claim.token[:8])

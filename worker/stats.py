@@ -15,6 +15,7 @@ class WorkerStats:
         self.current_job_id: int | None = None
         self.images_done = 0
         self.model_loads = 0
+        self.configuration: dict | None = None
         # (batch started, batch stored, images) for the batches of the last minute of work.
         self._window: list[tuple[float, float, int]] = []
 
@@ -28,6 +29,11 @@ class WorkerStats:
         with self._lock:
             self.model_loads += 1
             self.state = "idle"
+
+    def configured(self, configuration: dict) -> None:
+        """The configuration warm-up chose, its measured speed and the start-up times (shown in /api/v1/workers)."""
+        with self._lock:
+            self.configuration = configuration
 
     def busy(self, job_id: int) -> None:
         """A batch of `job_id` started."""
@@ -74,4 +80,5 @@ class WorkerStats:
                 "images_done": self.images_done,
                 "images_per_second": ips,
                 "model_loads": self.model_loads,
+                "configuration": self.configuration,
             }

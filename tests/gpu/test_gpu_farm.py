@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
 from tests.farm_harness import WorkerFleet
 from tests.integration.helpers import wait_for_job
+from worker.tuning import CONFIGURATIONS
 
 pytestmark = [
     pytest.mark.gpu,
@@ -39,10 +42,18 @@ def test_one_worker_per_visible_gpu_runs_a_job(tmp_path, redis_server, models_di
     assert done["status"] == "succeeded"
     assert {w["name"].split("@")[0] for w in workers} == {f"gpu{i}" for i in range(gpus)}
     assert all(w["device"].startswith("cuda") and w["gpu_name"] and w["gpu_memory_mb"] > 0 for w in workers)
+    # Each chose a configuration at warm-up (gpu-check.sh sets SDFARM_TUNE=eager,channels_last) and timed its start.
+    assert all(w["configuration"]["name"] in CONFIGURATIONS for w in workers)
+    assert all(w["configuration"]["startup"]["imports_seconds"] > 0 for w in workers)
 
 
 def test_out_of_memory_and_nan_paths_on_cuda(models_dir):
-    """fp16 on the GPU: the NaN retry decodes in fp32, and a real OOM becomes GpuOutOfMemoryError."""
+    """fp16 on the GPU: the NaN retry decodes in fp32, and a real OOM becomes GpuOutOfMemoryError.
+
+    The out-of-memory case caps this process's share of the GPU at what it already holds plus 512 MiB
+    and renders one 8192x8192 image (its VAE decode alone needs several GB), so it fails at once on
+    any card: sizing the image from free memory made a 139 GB card build an 8.8 GB CPU noise tensor.
+    """
     from models.catalog import ModelEntry
     from worker.diffusers_runner import DiffusersRunner
     from worker.runner import GpuOutOfMemoryError, RenderRequest
@@ -51,7 +62,35 @@ def test_out_of_memory_and_nan_paths_on_cuda(models_dir):
     assert runner.pipeline.unet.dtype == torch.float16
     output = runner.generate(RenderRequest(["a cat"] * 2, ["", ""], [1, 2], 4, 7.5, 64, 64, "euler"), lambda _: None)
     assert output.nan == [False, False]
-    free, _total = torch.cuda.mem_get_info()
-    side = 8 * int((free / 4) ** 0.5 // 8)  # a latent far larger than the free memory allows
-    with pytest.raises(GpuOutOfMemoryError):
-        runner.generate(RenderRequest(["a cat"], [""], [1], 1, 7.5, side, side, "euler"), lambda _: None)
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, (torch.cuda.memory_reserved() + 512 * 2**20) / total))
+    try:
+        started = time.monotonic()
+        with pytest.raises(GpuOutOfMemoryError):
+            runner.generate(RenderRequest(["a cat"], [""], [1], 1, 7.5, 8192, 8192, "euler"), lambda _: None)
+        assert time.monotonic() - started < 30
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    # Still usable afterwards: the worker splits a batch and carries on after an OOM.
+    again = runner.generate(RenderRequest(["a cat"], [""], [3], 2, 7.5, 64, 64, "euler"), lambda _: None)
+    assert again.nan == [False]
+
+
+@pytest.mark.parametrize("configuration", ["eager", "channels_last", "cuda_graphs"])
+def test_each_tuning_configuration_renders_what_eager_renders(models_dir, configuration):
+    """A configuration changes how the UNet runs, never the picture (fp16 noise aside)."""
+    import numpy as np
+
+    from models.catalog import ModelEntry
+    from worker.diffusers_runner import DiffusersRunner
+    from worker.runner import RenderRequest
+
+    runner = DiffusersRunner(ModelEntry("tiny", models_dir / "tiny", "diffusers"), "cuda")
+    request = RenderRequest(["a cat", "a dog"], ["", ""], [1, 2], 4, 7.5, 64, 64, "euler")
+    reference = [np.asarray(picture, dtype=np.int16) for picture in runner.generate(request, lambda _: None).images]
+    runner.configure(configuration)
+    for _ in range(2):  # CUDA graphs record on an early call and replay after
+        pictures = runner.generate(request, lambda _: None).images
+    assert runner.configuration == configuration
+    for picture, expected in zip(pictures, reference, strict=True):
+        assert np.abs(np.asarray(picture, dtype=np.int16) - expected).mean() < 2.0

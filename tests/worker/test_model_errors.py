@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from tests.farm_harness import REPO
 
 
@@ -64,3 +66,30 @@ def test_folder_that_is_not_a_diffusers_model(tmp_path):
     (folder / "model_index.json").write_text("{}")
     result = _worker(tmp_path, "notamodel", tmp_path / "models")
     assert result.returncode != 0 and "lists no unet" in result.stderr
+
+
+def test_weights_cut_short_after_an_intact_header_are_caught_before_any_worker_starts(tmp_path, models_dir):
+    from models.catalog import ModelCatalog
+    from worker.preflight import check_model
+    from worker.runner import ModelLoadError
+
+    broken = tmp_path / "models" / "cut"
+    shutil.copytree(models_dir / "tiny", broken)
+    weights = broken / "vae" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1000])
+    with pytest.raises(ModelLoadError, match="truncated or damaged") as caught:
+        check_model(ModelCatalog(tmp_path / "models").get("cut"))
+    assert str(weights) in str(caught.value)
+    check_model(ModelCatalog(tmp_path / "models", str(models_dir / "tiny")).get(None))  # the intact copy passes
+
+
+def test_the_supervisors_model_check_does_not_import_torch(models_dir):
+    """`sdfarm worker` checks the model before starting workers; torch there would lengthen every cold start."""
+    script = (
+        "import sys; from pathlib import Path; from models.catalog import ModelCatalog; "
+        "from worker.preflight import check_model; "
+        f"check_model(ModelCatalog(Path({str(models_dir)!r})).get('tiny')); "
+        "print('torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr

@@ -33,9 +33,11 @@ def service_factory(settings, models_dir):
     queue = RenderQueue(make_celery(settings), settings.redis_url)
     entry = ModelEntry("tiny", models_dir / "tiny", "diffusers")
 
-    def make(runner_class=DiffusersRunner, max_batch=4) -> RenderService:
+    def make(runner_class=DiffusersRunner, max_batch=4, save_beside=True) -> RenderService:
         runner = runner_class(entry, "cpu")
-        return RenderService(sessions, store, runner, queue, WorkerStats(), "test@host", max_batch, 30, 3)
+        return RenderService(
+            sessions, store, runner, queue, WorkerStats(), "test@host", max_batch, 30, 3, save_beside=save_beside
+        )
 
     make.sessions, make.store = sessions, store
     return make
@@ -153,3 +155,13 @@ def test_file_sha256_matches_row(service_factory):
     service.flush()
     for row in _rows(service_factory.sessions):
         assert hashlib.sha256(service_factory.store.read(row.object_key)).hexdigest() == row.sha256
+
+
+def test_saving_in_line_stores_a_batch_before_run_next_returns(service_factory):
+    with service_factory.sessions() as session:
+        add_job(session, 3)
+    service = service_factory(save_beside=False)
+    assert service.run_next("tiny") == 3
+    rows = _rows(service_factory.sessions)  # no flush: nothing was left to the saver thread
+    assert [row.status for row in rows] == ["succeeded"] * 3 and all(row.object_key for row in rows)
+    assert not service._pending

@@ -80,3 +80,32 @@ def release_single_file(architecture: str, out_file: Path, dtype: torch.dtype = 
         if module is not None:
             module.to(dtype)
     return save_single_file(components, architecture, out_file)
+
+
+def release_folder(architecture: str, out_dir: Path, dtype: torch.dtype = torch.float16, device: str = "cpu") -> Path:
+    """A diffusers folder of a release's full-size components with random weights (SD 1.x and 2.x).
+
+    Built on `device` (a GPU makes the billion random numbers in a second) and saved in `dtype`,
+    with CLIP's real tokenizer and the release's PNDM schedule: the farm loads it like the real model.
+    """
+    from diffusers import PNDMScheduler, StableDiffusionPipeline
+
+    from worker.model_build.tiny import SD1_SCHEDULE, clip_tokenizer
+
+    if architecture not in {"sd1", "sd2"}:
+        raise ValueError(f"release_folder builds sd1 or sd2, not {architecture!r}")
+    torch.manual_seed(0)
+    with torch.device(device):
+        components = release_components(architecture)
+    pipeline = StableDiffusionPipeline(
+        vae=components.vae.to(dtype),
+        text_encoder=components.text_encoder.to(dtype),
+        tokenizer=clip_tokenizer(Path(out_dir) / "tokenizer"),
+        unet=components.unet.to(dtype),
+        scheduler=PNDMScheduler(**SD1_SCHEDULE),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipeline.save_pretrained(out_dir, safe_serialization=True)
+    return Path(out_dir)

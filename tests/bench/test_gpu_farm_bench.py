@@ -1,0 +1,79 @@
+"""`sdfarm bench gpu-farm` end to end on the CPU with the tiny model: the three sides, the ratios and
+the worker's cold start split come out as JSON (on CUDA the same code runs SD 1.5's architecture)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from click.testing import CliRunner
+
+from sdfarm.cli import main
+
+
+def test_gpu_farm_bench_runs_the_three_sides_and_splits_the_cold_start(tmp_path):
+    out = tmp_path / "gpu-farm.json"
+    options = ["--batch", "2", "--images", "4", "--steps", "2", "--rounds", "1", "--quick", "--out", str(out)]
+    result = CliRunner().invoke(main, ["bench", "gpu-farm", *options], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    figures = json.loads(out.read_text())["gpu_farm"]
+    assert figures["device"] == ("cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name())
+    assert (figures["batch"], figures["steps"], figures["images_per_side_per_round"]) == (2, 2, 4)
+    for side in ("plain", "runner", "farm"):
+        assert figures["images_per_second"][side]["median"] > 0, side
+    assert set(figures["ratios"]) == {"runner_over_plain", "farm_over_plain"}
+    (run,) = figures["farm_runs"]
+    assert run["batches"] == 2  # 4 images at batch 2: the worker served the bench's batch size
+    cold = figures["cold_start"]["first"]
+    assert cold["seconds_to_ready"] > 0
+    for part in ("imports_seconds", "load_seconds", "warm_up_seconds", "process_seconds"):
+        assert cold[part] > 0, part
+    assert cold["process_seconds"] <= cold["seconds_to_ready"] + 1
+    # A CPU worker runs eager and spends nothing on tuning.
+    assert cold["configuration"]["name"] == "eager" and cold["configuration"]["tuned"] is False
+    assert cold["tuning_seconds"] < 0.5
+
+
+def test_the_gpu_tables_are_made_from_the_check_json():
+    from bench.gpu_report import cold_start_table, farm_table, throughput_table
+
+    spread = {"median": 4.5, "min": 4.4, "max": 4.6}
+    farm = {"images_per_second": {"plain": spread, "runner": spread, "farm": spread}}
+    farm["ratios"] = {"runner_over_plain": {"median": 0.99, "min": 0.98, "max": 1.0}, "farm_over_plain": spread}
+    farm["cold_start"] = {"first": {"seconds_to_ready": 12.34, "configuration": {"name": "cuda_graphs"}}}
+    check = {
+        "gpu-farm-batch-8": {"gpu_farm": farm},
+        "gpu-throughput": {"runs": [{"batch": 16, "images_per_second": 7.9}]},
+    }
+    assert "| 8 | 4.50 (4.40 to 4.60) | 4.50 (4.40 to 4.60) | 4.50 (4.40 to 4.60) | 0.990 (0.980 to 1.000) |" in (
+        "\n".join(farm_table(check))
+    )
+    assert "| 16 | not measured |" in "\n".join(farm_table(check))  # no batch-16 run: said so, not zero
+    assert "| first | 12.3 |" in "\n".join(cold_start_table(check)) and "cuda_graphs" in "\n".join(
+        cold_start_table(check)
+    )
+    assert "| 16 | 7.90 |" in "\n".join(throughput_table(check))
+
+
+def test_release_folder_assembles_a_loadable_diffusers_folder(tmp_path, monkeypatch):
+    """The CUDA bench's SD 1.5 folder, built here from the tiny model's parts in place of the full-size ones."""
+    from types import SimpleNamespace
+
+    from transformers import CLIPTextModel
+
+    from models.catalog import ModelCatalog
+    from worker.model_build import release
+    from worker.model_build.tiny import clip_tokenizer, tiny_text_config, tiny_unet, tiny_vae
+
+    def tiny_release(_architecture):
+        text_encoder = CLIPTextModel(tiny_text_config(clip_tokenizer(tmp_path / "tok")))
+        unet = tiny_unet(64, text_encoder.config.hidden_size)
+        return SimpleNamespace(unet=unet, vae=tiny_vae(64), text_encoder=text_encoder, text_encoder_2=None)
+
+    monkeypatch.setattr(release, "release_components", tiny_release)
+    folder = release.release_folder("sd1", tmp_path / "models" / "sd15-random", torch.float16)
+    entry = ModelCatalog(tmp_path / "models").get("sd15-random")
+    assert entry.kind == "diffusers" and (folder / "model_index.json").is_file()
+    from worker.preflight import check_model
+
+    check_model(entry)  # every component present, every weights file whole

@@ -1,0 +1,163 @@
+"""Warm-up tuning: the fastest candidate by measured time wins, the choice is cached by its key and
+reused on the next start, and CPU workers use eager without a search."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from worker.context import choose_configuration
+from worker.runner import PipelineRunner, RenderOutput, RenderRequest
+from worker.tuning import CONFIGURATIONS, Candidate, ChoiceCache, Shape, tune, tuning_candidates
+
+KEY = {"gpu": "H200", "driver": "580", "torch": "2.11", "model_hash": "abc", "shape": [8, 512, 512, 30]}
+
+
+class Recorder:
+    """Fake candidates: each applies by recording its name; `speeds` says what measuring it returns."""
+
+    def __init__(self, speeds: dict[str, float | Exception]):
+        self.speeds = speeds
+        self.applied: list[str] = []
+        self.measured: list[str] = []
+
+    def candidates(self) -> list[Candidate]:
+        return [Candidate(name, lambda name=name: self.applied.append(name)) for name in self.speeds]
+
+    def measure(self, candidate: Candidate) -> float:
+        self.measured.append(candidate.name)
+        speed = self.speeds[candidate.name]
+        if isinstance(speed, Exception):
+            raise speed
+        return speed
+
+
+def test_the_fastest_candidate_is_chosen_applied_last_and_cached(tmp_path):
+    cache = ChoiceCache(tmp_path)
+    fakes = Recorder({"eager": 4.5, "channels_last": 4.2, "compile": 6.1, "cuda_graphs": RuntimeError("no Triton")})
+    choice = tune(fakes.candidates(), fakes.measure, cache, KEY)
+    assert choice.name == "compile" and choice.images_per_second == 6.1 and not choice.from_cache
+    assert fakes.measured == ["eager", "channels_last", "compile", "cuda_graphs"]
+    assert fakes.applied[-1] == "compile"  # the runner ends in the chosen configuration
+    assert choice.measured["cuda_graphs"].startswith("RuntimeError: no Triton")
+    assert cache.get(KEY)["name"] == "compile"
+
+
+def test_the_next_start_reuses_the_cached_choice_without_measuring(tmp_path):
+    tune(
+        Recorder({"eager": 1.0, "compile": 2.0}).candidates(),
+        Recorder({"eager": 1.0, "compile": 2.0}).measure,
+        ChoiceCache(tmp_path),
+        KEY,
+    )
+    # Timings that would now pick eager: the cache answers first, so nothing is measured.
+    again = Recorder({"eager": 9.0, "compile": 1.0})
+    choice = tune(again.candidates(), again.measure, ChoiceCache(tmp_path), KEY)
+    assert choice.from_cache and choice.name == "compile" and choice.images_per_second == 2.0
+    assert again.measured == [] and again.applied == ["compile"]
+
+
+def test_another_key_searches_again(tmp_path):
+    cache = ChoiceCache(tmp_path)
+    tune(
+        Recorder({"eager": 1.0, "compile": 2.0}).candidates(),
+        Recorder({"eager": 1.0, "compile": 2.0}).measure,
+        cache,
+        KEY,
+    )
+    other = Recorder({"eager": 3.0, "compile": 2.0})
+    choice = tune(other.candidates(), other.measure, cache, {**KEY, "driver": "590"})
+    assert not choice.from_cache and choice.name == "eager" and other.measured == ["eager", "compile"]
+
+
+def test_a_corrupt_cache_file_means_tuning_again(tmp_path):
+    cache = ChoiceCache(tmp_path)
+    (tmp_path / f"{cache.key(KEY)}.json").write_text("{not json")
+    fakes = Recorder({"eager": 1.0, "compile": 2.0})
+    assert tune(fakes.candidates(), fakes.measure, cache, KEY).name == "compile"
+    assert fakes.measured == ["eager", "compile"]
+
+
+def test_when_every_candidate_fails_eager_runs_and_nothing_is_cached(tmp_path):
+    cache = ChoiceCache(tmp_path)
+    fakes = Recorder({"eager": RuntimeError("a"), "compile": RuntimeError("b")})
+    choice = tune(fakes.candidates(), fakes.measure, cache, KEY)
+    assert choice.name == "eager" and choice.images_per_second is None and fakes.applied[-1] == "eager"
+    assert cache.get(KEY) is None
+
+
+def test_which_candidates_a_worker_tries():
+    assert tuning_candidates("auto", "cpu", False) == []  # CPU workers: eager, no tuning cost
+    assert tuning_candidates("auto", "cuda", False) == list(CONFIGURATIONS)
+    assert tuning_candidates("auto", "cuda", True) == []  # SDFARM_COMPILE compiled it at load already
+    assert tuning_candidates("off", "cuda", False) == []
+    assert tuning_candidates("eager, cuda_graphs", "cuda", False) == ["eager", "cuda_graphs"]
+    with pytest.raises(ValueError, match="SDFARM_TUNE: unknown configuration \\['fast'\\]"):
+        tuning_candidates("eager,fast", "cuda", False)
+
+
+class SwitchingRunner(PipelineRunner):
+    """A runner whose configurations take the time the test gives them (seconds per image)."""
+
+    model_name, model_hash, device = "fake", "f00d", "cuda"
+
+    def __init__(self, seconds_per_image: dict[str, float]):
+        self.seconds_per_image = seconds_per_image
+        self.configuration = "eager"
+        self.calls: list[tuple[str, int]] = []
+
+    def configure(self, name: str) -> None:
+        self.configuration = name
+
+    def generate(self, request: RenderRequest, on_progress) -> RenderOutput:
+        self.calls.append((self.configuration, len(request)))
+        time.sleep(self.seconds_per_image[self.configuration] * len(request))
+        return RenderOutput(images=[], nan=[])
+
+
+def test_a_worker_start_times_real_calls_and_the_next_start_reuses_the_choice(tmp_path, monkeypatch):
+    monkeypatch.setattr("worker.context.tuning_key", lambda runner, shape, names: {**KEY, "names": names})
+    shape = Shape(batch=2, width=64, height=64, steps=3)
+    names = ["eager", "channels_last", "cuda_graphs"]
+    first = SwitchingRunner({"eager": 0.02, "channels_last": 0.03, "cuda_graphs": 0.005})
+    choice = choose_configuration(first, shape, "euler", names, ChoiceCache(tmp_path))
+    assert choice.name == "cuda_graphs" and first.configuration == "cuda_graphs"
+    assert choice.measured["cuda_graphs"] > choice.measured["eager"] > choice.measured["channels_last"]
+    assert {size for _, size in first.calls} == {2}  # timed at the batch size the worker serves
+
+    second = SwitchingRunner({"eager": 0.02, "channels_last": 0.03, "cuda_graphs": 0.005})
+    again = choose_configuration(second, shape, "euler", names, ChoiceCache(tmp_path))
+    assert again.from_cache and again.name == "cuda_graphs" and second.configuration == "cuda_graphs"
+    assert second.calls == []  # no tuning cost on the second start
+
+
+def test_a_cpu_worker_runs_eager_without_any_timed_call(tmp_path):
+    runner = SwitchingRunner({"eager": 0.0})
+    runner.device = "cpu"
+    choice = choose_configuration(
+        runner, Shape(4, 64, 64, 10), "euler", tuning_candidates("auto", "cpu", False), ChoiceCache(tmp_path)
+    )
+    assert choice.name == "eager" and not choice.tuned and runner.calls == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_diffusers_runner_switches_memory_format_and_back(models_dir):
+    import torch
+
+    from models.catalog import ModelEntry
+    from worker.diffusers_runner import DiffusersRunner
+
+    runner = DiffusersRunner(ModelEntry("tiny", models_dir / "tiny", "diffusers"), "cpu")
+    weight = next(p for p in runner.pipeline.unet.parameters() if p.dim() == 4)
+    assert runner.configuration == "eager" and weight.is_contiguous()
+    request = RenderRequest(["a cat"], [""], [1], 2, 7.5, 64, 64, "euler")
+    before = runner.generate(request, lambda _: None).images[0]
+    runner.configure("channels_last")
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    after = runner.generate(request, lambda _: None).images[0]
+    assert max(abs(a - b) for a, b in zip(before.tobytes(), after.tobytes(), strict=True)) <= 2
+    runner.configure("eager")
+    assert weight.is_contiguous() and runner.pipeline.unet is runner._eager_unet
+    with pytest.raises(ValueError, match="unknown configuration 'fastest'"):
+        runner.configure("fastest")

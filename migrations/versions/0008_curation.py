@@ -1,7 +1,7 @@
 """Curation: image ratings, soft-delete columns, boards and board membership.
 
 Revision ID: 0008
-Revises: 0009
+Revises: 0007
 Create Date: 2026-11-30
 """
 

@@ -1,7 +1,7 @@
 """Dataset exports (image folder, WebDataset, zip), claimed by background runners with a lease.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-11-30
 """
 

@@ -271,8 +271,9 @@ def test_runners_racing_for_one_export_make_it_once(client, farm):
 def test_a_gallery_view_becomes_the_same_selection(client, farm):
     from datetime import date
 
-    from api.exports import selection_from_gallery
     from api.gallery.filters import GalleryFilters
+
+    from api.exports import selection_from_gallery
 
     filters, errors = GalleryFilters.from_args(
         {"q": "lighthouse", "model": "tiny", "size": "64x64", "from": "2026-01-02"}

@@ -13,7 +13,6 @@ from api.auth import owner_id, owner_scope
 from api.curation import find_board
 from api.errors import ApiError
 from api.farm import db
-from api.gallery.filters import GalleryFilters
 from api.objects import send_object
 from api.request_body import parse_body
 from api.schemas import ExportFileOut, ExportIn, ExportList, ExportOut
@@ -42,23 +41,6 @@ def selection_of(request: ExportIn) -> ImageSelection:
         rating=request.rating,
         date_from=request.date_from,
         date_to=request.date_to,
-    )
-
-
-def selection_from_gallery(filters: GalleryFilters) -> ImageSelection:
-    """The selection of a gallery view ("export what I see"): its search and filters, succeeded images only."""
-    width = height = None
-    if filters.size:
-        width, height = (int(side) for side in filters.size.split("x"))
-    return ImageSelection(
-        job_id=filters.job,
-        q=filters.q,
-        model=filters.model,
-        width=width,
-        height=height,
-        seed=filters.seed,
-        date_from=filters.date_from,
-        date_to=filters.date_to,
     )
 
 

@@ -268,28 +268,6 @@ def test_runners_racing_for_one_export_make_it_once(client, farm):
     assert (export["status"], export["attempts"]) == ("succeeded", 1)
 
 
-def test_a_gallery_view_becomes_the_same_selection(client, farm):
-    from datetime import date
-
-    from api.gallery.filters import GalleryFilters
-
-    from api.exports import selection_from_gallery
-
-    filters, errors = GalleryFilters.from_args(
-        {"q": "lighthouse", "model": "tiny", "size": "64x64", "from": "2026-01-02"}
-    )
-    assert not errors
-    selection = selection_from_gallery(filters)
-    assert (selection.q, selection.model, selection.width, selection.height) == ("lighthouse", "tiny", 64, 64)
-    assert selection.date_from == date(2026, 1, 2)
-    with farm.sessions() as session:
-        add_finished_job(session, farm.store, 2, prompt="a lighthouse")
-        add_finished_job(session, farm.store, 2, prompt="a castle")
-    body = {"format": "zip", "q": "lighthouse", "model": "tiny", "size": "64x64", "date_from": "2026-01-02"}
-    export = run_export(client, farm, body)
-    assert export["images"] == 2 and export["selection"] == selection.to_json()
-
-
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_an_export_into_an_s3_store_downloads_through_a_presigned_url(client, farm, s3_server, monkeypatch, tmp_path):
     import uuid

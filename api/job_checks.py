@@ -27,7 +27,9 @@ def validate_job(document: dict[str, Any], context: dict[str, Any]) -> JobSpec:
         fields = fields_from_validation(error)
         # The job-wide rules did not run (pydantic checks them only on valid fields): check them here.
         fields += [{"field": "body", "reason": reason} for reason in whole_job_errors(document)]
-    fields += catalog_errors(document)
+    # A name the schema already refused (a control character, say) is not looked up as well.
+    refused = {entry["field"] for entry in fields}
+    fields += [entry for entry in catalog_errors(document) if entry["field"] not in refused]
     if fields:
         raise ApiError(422, "invalid job", fields)
     return spec

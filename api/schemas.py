@@ -322,7 +322,7 @@ class BulkActionIn(ImageSelectionIn):
     action: Literal["rate", "add_to_board", "remove_from_board", "delete", "restore"]
     rating: Literal[-1, 0, 1] | None = Field(default=None, description="For rate: 1 star, 0 none, -1 reject.")
     board_id: ImageId | None = Field(default=None, description="For add_to_board and remove_from_board.")
-    deletion_id: Annotated[str, Field(pattern="^[0-9a-f]{32}$")] | None = Field(
+    deletion_id: Annotated[str, Field(max_length=32, pattern="^[0-9a-f]{32}$")] | None = Field(
         default=None, description="For restore: undo that delete (instead of image_ids or query)."
     )
 

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.farm_harness import REPO
+from sdfarm.farm_processes import REPO
 
 
 @pytest.fixture(scope="module")

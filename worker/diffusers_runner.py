@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +27,6 @@ class DiffusersRunner(PipelineRunner):
     """Holds the pipeline's components; text-to-image, image-to-image and inpainting share them."""
 
     def __init__(self, entry: ModelEntry, device: str, lora_dir: Path | None = None, compile_unet: bool = False):
-        started = time.perf_counter()
         self.model_name = entry.name
         self.device = device
         self.pipeline = load_pipeline(entry, device, compile_unet)
@@ -43,7 +41,6 @@ class DiffusersRunner(PipelineRunner):
         self._loras: LoraSwitcher | None = None
         # Set only when the model ships a safety checker and its defaults file turns it on; tests inject one.
         self.safety_check: SafetyCheck | None = _diffusers_safety_check(self.pipeline, device)
-        self.load_seconds = time.perf_counter() - started
 
     def _scheduler_for(self, sampler_name: str):
         import diffusers

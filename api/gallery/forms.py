@@ -85,8 +85,3 @@ class JobForm:
                 self.errors.setdefault(name, []).append(item["reason"])
             else:
                 self.form_errors.append(item["reason"])
-
-    @property
-    def has_errors(self) -> bool:
-        """Whether anything was rejected."""
-        return bool(self.errors or self.form_errors)

@@ -9,7 +9,7 @@ from api.gallery.filters import GalleryFilters
 from api.gallery.queries import Cursor, gallery_images
 from api.gallery.search import PostgresSearch, SqliteFtsSearch, query_words, search_for_dialect
 from models import Image
-from tests.gallery.rows import add_images
+from tests.factories import add_images
 
 PROMPTS = [
     "a red circle on a blue background",

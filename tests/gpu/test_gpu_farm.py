@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.farm_harness import WorkerFleet
+from sdfarm.farm_processes import WorkerFleet
 from tests.integration.helpers import wait_for_job
 
 pytestmark = [

@@ -12,8 +12,8 @@ import psutil
 import pytest
 import requests
 
+from sdfarm.farm_processes import REPO
 from sdfarm.redis_server import free_port
-from tests.farm_harness import REPO
 
 
 @pytest.fixture

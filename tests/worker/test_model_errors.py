@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 
-from tests.farm_harness import REPO
+from sdfarm.farm_processes import REPO
 
 
 def _worker(tmp_path, model: str, models_dir=None) -> subprocess.CompletedProcess:

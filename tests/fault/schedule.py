@@ -92,6 +92,7 @@ def format_report(report: dict) -> str:
             f"{figures['median_seconds']:.2f} / {figures['max_seconds']:.2f}"
         )
     totals = ("succeeded", "lost", "duplicated", "orphan_files", "missing_files", "sha256_mismatches")
-    totals += ("run_after_cancel", "stuck_running", "re_executions")
-    lines.append("audit: " + ", ".join(f"{name} {report[name]}" for name in totals if name in report))
+    totals += ("canceled_jobs", "run_after_cancel", "stuck_running", "re_executions")
+    if any(name in report for name in totals):  # absent while the run is still going
+        lines.append("audit: " + ", ".join(f"{name} {report[name]}" for name in totals if name in report))
     return "\n".join(lines)

@@ -89,3 +89,10 @@ def test_report_prints_each_fault_with_its_recovery_and_the_totals():
     assert any(line.split()[:2] == ["child_kill", "3"] and "6.50 / 7.50 / 12.00" in line for line in lines)
     assert lines[-1] == "audit: succeeded 200, lost 0, duplicated 0, orphan_files 0, run_after_cancel 0"
     assert "seed 12" in lines[0] and "200 images" in lines[0]
+
+
+def test_a_report_without_an_audit_yet_has_no_audit_line():
+    report = {key: value for key, value in _report().items() if key not in {"succeeded", "lost", "duplicated"}}
+    report = {key: value for key, value in report.items() if key not in {"orphan_files", "run_after_cancel"}}
+    text = format_report(report)
+    assert "audit" not in text and text.splitlines()[-1].startswith("  redis_restart")

@@ -40,8 +40,7 @@ def body_fingerprint(route: str) -> str:
         document: Any = {
             "form": {name: request.form.getlist(name) for name in sorted(request.form)},
             "files": {
-                name: hashlib.sha256(upload.stream.read()).hexdigest()
-                for name, upload in sorted(request.files.items())
+                name: hashlib.sha256(upload.stream.read()).hexdigest() for name, upload in sorted(request.files.items())
             },
         }
         for upload in request.files.values():

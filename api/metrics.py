@@ -28,7 +28,6 @@ from models.worker_record import WorkerRecord
 
 log = logging.getLogger(__name__)
 JOB_LATENCY_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
-STATUSES = [status.value for status in ImageStatus]
 
 
 class FarmCollector:

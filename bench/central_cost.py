@@ -33,7 +33,6 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 
 from bench.local_farm import BenchFarm
-from bench.scratch_database import scratch_database
 from models import lifecycle
 from models.db import make_engine, make_session_factory
 from models.farm_metrics import record_batch
@@ -42,6 +41,7 @@ from models.image_store import LocalImageStore
 from models.queue import RenderQueue, make_celery, queue_name
 from models.settings import Settings
 from sdfarm.postgres_server import PostgresServer
+from sdfarm.scratch_database import scratch_database
 from worker.heartbeat import Heartbeat
 from worker.lease import renewal_interval
 from worker.results import Rendered, ResultStore
@@ -443,7 +443,7 @@ def measure_scale(
         try:
             farm.start_api(processes=2)
             central = CentralProcesses(
-                {"postgres": postgres.postmaster_pid(), "redis": farm.redis.process.pid, "api": farm.processes[0].pid}
+                {"postgres": postgres.postmaster_pid(), "redis": farm.redis.process.pid, "api": farm.api.process.pid}
             )
             # Enough work for the whole run even if the fleet reached its nominal rate.
             images = int(min(nominal * (seconds + warmup + 5) * 1.2, 60_000)) // 100 * 100 or 100

@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from api import create_app  # noqa: E402
 from api.gallery.queries import Cursor, gallery_images  # noqa: E402
-from bench.scratch_database import scratch_database  # noqa: E402
 from models.image_query import ImageFilters  # noqa: E402
 from models.settings import Settings  # noqa: E402
 from sdfarm.migrate import upgrade  # noqa: E402
+from sdfarm.scratch_database import scratch_database  # noqa: E402
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 IMAGES_PER_JOB = 100

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from bench.scratch_database import scratch_database
+from sdfarm.scratch_database import scratch_database
 from worker.model_build.tiny import build_tiny_model
 
 

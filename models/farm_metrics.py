@@ -49,7 +49,5 @@ def read_histograms(client: redis.Redis, name: str) -> dict[str, dict[str, float
     for key in client.scan_iter(match=prefix + "*", count=100):
         key = key.decode() if isinstance(key, bytes) else key
         fields = client.hgetall(key)
-        series[key[len(prefix) :]] = {
-            (k.decode() if isinstance(k, bytes) else k): float(v) for k, v in fields.items()
-        }
+        series[key[len(prefix) :]] = {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in fields.items()}
     return series

@@ -273,9 +273,7 @@ def fail(sessions: sessionmaker[Session], *, token: str, image_ids: list[int], e
         return changed
 
 
-def release(
-    sessions: sessionmaker[Session], *, token: str, image_ids: list[int], error: str, max_attempts: int
-) -> int:
+def release(sessions: sessionmaker[Session], *, token: str, image_ids: list[int], error: str, max_attempts: int) -> int:
     """running -> queued after a failed try (failed once every attempt is used). Returns how many moved."""
     with sessions() as session:
         changed = session.execute(

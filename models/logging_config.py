@@ -1,7 +1,7 @@
 """One log format for every process (API, gunicorn, supervisor, workers, Celery): plain or JSON lines.
 
 Lines about work carry who and what: the worker and its model for the whole process, and the job,
-the batch and the image ids while a batch is handled (`work_context`). In the plain format they are
+the batch and the image ids while a batch is handled (`bind_work`). In the plain format they are
 appended as `key=value`; in JSON they are fields.
 """
 
@@ -12,8 +12,6 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,18 +32,8 @@ def set_process_fields(**fields: Any) -> None:
     _process_fields.update({k: v for k, v in fields.items() if v is not None})
 
 
-@contextmanager
-def work_context(**fields: Any) -> Iterator[None]:
-    """Fields the lines logged inside the block carry (job_id, batch, image_ids...)."""
-    token = _work.set({**(_work.get() or {}), **{k: v for k, v in fields.items() if v is not None}})
-    try:
-        yield
-    finally:
-        _work.reset(token)
-
-
 def bind_work(**fields: Any) -> contextvars.Token:
-    """Like `work_context`, for code that cannot indent: pass the result to `unbind_work` when done."""
+    """Fields the lines logged from here on carry (job_id, batch, image_ids...); pass the result to `unbind_work`."""
     return _work.set({**(_work.get() or {}), **{k: v for k, v in fields.items() if v is not None}})
 
 

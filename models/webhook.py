@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, func, select
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, load_only, mapped_column
@@ -217,8 +217,3 @@ def record_events(session: Session, *, image_ids: Iterable[int] = (), job_ids: I
         if jobs:
             record_image_events(session, image_ids)
     record_job_events(session, jobs)
-
-
-def deliveries_by_status(session: Session) -> dict[str, int]:
-    """How many deliveries are pending, delivered and failed (for /metrics)."""
-    return dict(session.execute(select(WebhookDelivery.status, func.count()).group_by(WebhookDelivery.status)).all())

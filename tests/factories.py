@@ -1,37 +1,94 @@
-"""Row factories for tests that need jobs and images without going through the API."""
+"""Row factories: jobs and images written straight to the database, for tests that need rows
+without going through the API or a worker. The one place test rows are made."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from models import Image, Job
+from models.base import utcnow
+
+
+def image_values(**overrides) -> dict:
+    """Column values of a queued image of the tiny model, as the API would store it; `overrides` win."""
+    values = dict(
+        prompt="a red circle",
+        negative_prompt="",
+        seed=0,
+        steps=2,
+        guidance_scale=7.5,
+        width=64,
+        height=64,
+        scheduler="euler",
+        model="tiny",
+        batch_key="k",
+        priority=5,
+        loras=[],
+    )
+    values.update(overrides)
+    return values
+
+
+def add_job_row(
+    session: Session, total: int, prompts: list[str], model: str = "tiny", owner: int | None = None, **job
+) -> Job:
+    """A job row of `total` images (flushed, not committed) whose spec lists `prompts`."""
+    row = Job(model=model, total=total, spec={"prompts": prompts}, owner_key_id=owner, **job)
+    session.add(row)
+    session.flush()
+    return row
 
 
 def add_job(session: Session, count: int, model: str = "tiny", priority: int = 5, batch_key: str = "k", **image) -> Job:
-    """A committed job with `count` queued images."""
-    job = Job(model=model, total=count, priority=priority, spec={"prompts": ["p"]})
-    session.add(job)
-    session.flush()
+    """A committed job with `count` queued images (`prompt i`, seed i); `image` overrides their columns."""
+    job = add_job_row(session, count, ["p"], model=model, priority=priority)
     for index in range(count):
-        values = dict(
+        values = image_values(
             job_id=job.id,
             index=index,
             prompt=f"prompt {index}",
             seed=index,
-            steps=2,
-            guidance_scale=7.5,
-            width=64,
-            height=64,
-            scheduler="euler",
             model=model,
             batch_key=batch_key,
             priority=priority,
-            loras=[],
         )
         values.update(image)
         session.add(Image(**values))
     session.commit()
     return job
+
+
+def add_images(
+    session: Session,
+    prompts: list[str],
+    status: str = "succeeded",
+    owner: int | None = None,
+    queued_at: datetime | None = None,
+    **values,
+) -> list[Image]:
+    """One committed job with an image per prompt, in `status` (default succeeded); `values` override columns."""
+    job = add_job_row(session, len(prompts), prompts, model=values.get("model", "tiny"), owner=owner)
+    images = []
+    for index, prompt in enumerate(prompts):
+        row = image_values(
+            job_id=job.id,
+            index=index,
+            owner_key_id=owner,
+            prompt=prompt,
+            seed=1000 + index,
+            steps=4,
+            scheduler="euler_a",
+            status=status,
+            queued_at=queued_at or utcnow(),
+        )
+        row.update(values)
+        image = Image(**row)
+        session.add(image)
+        images.append(image)
+    session.commit()
+    return images
 
 
 def image_row(**overrides) -> Image:

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.farm_harness import REPO
+from sdfarm.farm_processes import REPO
 
 
 class Receiver:

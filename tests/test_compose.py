@@ -12,7 +12,7 @@ import yaml
 
 from models.queue import make_celery
 from models.settings import Settings
-from tests.farm_harness import REPO
+from sdfarm.farm_processes import REPO
 
 # What a GPU host is given: the control host's three URLs, credentials and its own name.
 WORKER_HOST_ENV = {

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.farm_harness import REPO
+from sdfarm.farm_processes import REPO
 
 MONITORING = REPO / "monitoring"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +28,6 @@ class DiffusersRunner(PipelineRunner):
     """Holds the pipeline's components; text-to-image, image-to-image and inpainting share them."""
 
     def __init__(self, entry: ModelEntry, device: str, lora_dir: Path | None = None, compile_unet: bool = False):
-        started = time.perf_counter()
         self.model_name = entry.name
         self.device = device
         self.pipeline = load_pipeline(entry, device, compile_unet)
@@ -47,7 +45,6 @@ class DiffusersRunner(PipelineRunner):
         self.configuration = "compile" if compile_unet else "eager"
         self._eager_unet = self.pipeline.unet
         self._compiled: dict[str, torch.nn.Module] = {}
-        self.load_seconds = time.perf_counter() - started
 
     def configure(self, name: str) -> None:
         """Run from now on in configuration `name` (one of CONFIGURATIONS), whichever one ran before.

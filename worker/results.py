@@ -48,9 +48,7 @@ class ResultStore:
         self.model_hash = model_hash
         self._writers = ThreadPoolExecutor(max_workers=WRITER_THREADS, thread_name_prefix="writer")
 
-    def save_batch(
-        self, token: str, batch: list[Rendered], renewing: AbstractContextManager | None = None
-    ) -> int:
+    def save_batch(self, token: str, batch: list[Rendered], renewing: AbstractContextManager | None = None) -> int:
         """Store a batch's images; returns how many are now recorded as succeeded by this worker.
 
         Files are written first, then every row in one transaction (one commit per batch,

@@ -77,7 +77,3 @@ class PipelineRunner(ABC):
     @abstractmethod
     def generate(self, request: RenderRequest, on_progress: ProgressCallback) -> RenderOutput:
         """Render the batch; calls on_progress with 0..1 as denoising advances."""
-
-    def generate_safe_vae(self, request: RenderRequest, on_progress: ProgressCallback) -> RenderOutput:
-        """Render again with the VAE in full precision (the usual cure for black NaN images)."""
-        return self.generate(request, on_progress)

@@ -218,4 +218,3 @@ class WebhookDispatcher:
             f" ({outcome.error})" if outcome.error else "",
             extra={"job_id": delivery.job_id},
         )
-

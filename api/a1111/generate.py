@@ -130,9 +130,7 @@ def job_spec(request: Txt2ImgRequest, entry: ModelEntry) -> JobSpec:
         "model": entry.name,
     }
     if isinstance(request, Img2ImgRequest):
-        document.update(
-            init_image=request.init_images[0], mask_image=request.mask, strength=request.denoising_strength
-        )
+        document.update(init_image=request.init_images[0], mask_image=request.mask, strength=request.denoising_strength)
     try:
         return JobSpec.model_validate(document, context=spec_context())
     except ValidationError as error:

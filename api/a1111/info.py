@@ -42,9 +42,7 @@ def sd_models() -> Response:
 
 def samplers() -> Response:
     """GET /sdapi/v1/samplers: A1111's names, with the farm's short aliases."""
-    return jsonify(
-        [Sampler(name=s.label, aliases=list(s.aliases), options=s.overrides).model_dump() for s in SAMPLERS]
-    )
+    return jsonify([Sampler(name=s.label, aliases=list(s.aliases), options=s.overrides).model_dump() for s in SAMPLERS])
 
 
 def schedulers() -> Response:
@@ -208,4 +206,3 @@ def scripts() -> Response:
 def cmd_flags() -> Response:
     """GET /sdapi/v1/cmd-flags: the flags clients look at, all off."""
     return jsonify({"api": True, "nowebui": True, "listen": False, "api_auth": None, "medvram": False})
-

@@ -99,11 +99,6 @@ class JobForm:
             else:
                 self.form_errors.append(item["reason"])
 
-    @property
-    def has_errors(self) -> bool:
-        """Whether anything was rejected."""
-        return bool(self.errors or self.form_errors)
-
 
 def _lora(text: str) -> dict[str, Any]:
     """`name:weight` (or a bare name, weight 1) as JobSpec's LoRA object; JobSpec checks both parts."""

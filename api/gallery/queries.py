@@ -86,4 +86,3 @@ def job_list(session: Session, scope: int | None, cursor: Cursor, size: int = 20
     if scope is not None:
         query = query.where(Job.owner_key_id == scope)
     return keyset_page(session, query, Job.id, cursor, size)
-

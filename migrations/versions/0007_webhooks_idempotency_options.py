@@ -18,6 +18,7 @@ def UTCDateTime() -> sa.DateTime:  # noqa: N802 - reads like the model's column 
     """Timestamps with a time zone, as models.base.UTCDateTime stores them."""
     return sa.DateTime(timezone=True)
 
+
 revision = "0007"
 down_revision = "0005"
 branch_labels = None
@@ -97,9 +98,7 @@ def upgrade() -> None:
     # Nullable columns: SQLite adds them in place, no table rebuild.
     op.add_column("workers", sa.Column("gpu_memory_used_mb", sa.Integer(), nullable=True))
     op.add_column("jobs", sa.Column("webhook_url", sa.Text(), nullable=True))
-    op.add_column(
-        "jobs", sa.Column("webhook_image_events", sa.Boolean(), server_default=sa.false(), nullable=False)
-    )
+    op.add_column("jobs", sa.Column("webhook_image_events", sa.Boolean(), server_default=sa.false(), nullable=False))
     op.add_column("workers", sa.Column("gpu_utilization", sa.Float(), nullable=True))
 
 

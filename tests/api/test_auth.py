@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from api.auth import create_key
-from tests.farm_harness import REPO
+from sdfarm.farm_processes import REPO
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 

@@ -14,8 +14,8 @@ from models import BoardImage, Image
 from models.board import Board
 from models.curation import purge_deleted
 from models.image_store import LocalImageStore
+from tests.factories import add_images
 from tests.farm_harness import REPO
-from tests.gallery.rows import add_images
 
 
 @pytest.fixture

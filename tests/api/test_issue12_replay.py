@@ -21,7 +21,7 @@ from sqlalchemy import update
 
 from api.auth import create_key
 from models.worker_record import WorkerRecord
-from tests.gallery.rows import add_images
+from tests.factories import add_images
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 

@@ -13,8 +13,8 @@ import requests
 
 from api.auth import create_key
 from models import lifecycle
+from sdfarm.farm_processes import REPO, settings_env
 from sdfarm.redis_server import free_port
-from tests.farm_harness import REPO, settings_env
 
 
 def _submit(client, images: int = 4, headers=None) -> int:

@@ -96,8 +96,11 @@ def _png_info_calls(client, raw: bytes):
 def _job_calls(client, raw: bytes):
     job = {"prompts": ["a"], "steps": 2, "strength": 0.5}
     yield "init_image", client.post("/api/v1/jobs", json={**job, "init_image": _b64(raw)})
-    yield "init_image", client.post(
-        "/api/v1/jobs", data={"job": '{"prompts": ["a"], "steps": 2}', "init_image": (io.BytesIO(raw), "x.png")}
+    yield (
+        "init_image",
+        client.post(
+            "/api/v1/jobs", data={"job": '{"prompts": ["a"], "steps": 2}', "init_image": (io.BytesIO(raw), "x.png")}
+        ),
     )
     yield "mask_image", client.post("/api/v1/jobs", json={**job, "init_image": _b64(GOOD), "mask_image": _b64(raw)})
     a1111 = {"prompt": "a", "steps": 2, "width": 64, "height": 64}

@@ -13,8 +13,8 @@ from api.visibility import hide_paths
 from models.board import Board
 from models.export import Export
 from models.worker_record import WorkerRecord
+from tests.factories import add_images
 from tests.farm_harness import REPO
-from tests.gallery.rows import add_images
 
 
 @pytest.fixture

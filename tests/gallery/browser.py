@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ import requests
 from werkzeug.serving import make_server
 
 from models.settings import Settings
-from tests.farm_harness import REPO, WorkerFleet
+from sdfarm.farm_processes import REPO, WorkerFleet, wait_for_job
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -68,13 +67,7 @@ class LiveFarm:
 
     def wait_for_job(self, job_id: int, timeout: float = 180.0) -> dict:
         """Poll until the job is final."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = self.api(f"/api/v1/jobs/{job_id}")
-            if job["status"] in {"succeeded", "failed", "canceled"}:
-                return job
-            time.sleep(0.2)
-        raise TimeoutError(f"job {job_id} not finished after {timeout}s")
+        return wait_for_job(self.api, job_id, timeout)
 
 
 @contextmanager

@@ -13,11 +13,11 @@ from sqlalchemy.orm import Session
 from api import create_app
 from models.db import make_engine
 from models.infotext import parse_infotext
+from sdfarm.farm_processes import WorkerFleet
 from sdfarm.migrate import upgrade
 from tests.conftest import make_settings
-from tests.farm_harness import WorkerFleet
+from tests.factories import add_images
 from tests.gallery.browser import CHROMIUM_ARGS, WATCH_CSP, LiveFarm, chromium_binary, save_screenshot, serve
-from tests.gallery.rows import add_images
 
 pytestmark = pytest.mark.browser
 

@@ -21,8 +21,8 @@ from models.db import make_engine, make_session_factory
 from models.image_store import LocalImageStore, open_image_store
 from sdfarm.migrate import upgrade
 from tests.conftest import make_settings
+from tests.factories import add_images
 from tests.gallery.browser import CHROMIUM_ARGS, WATCH_CSP, LiveFarm, chromium_binary, serve
-from tests.gallery.rows import add_images
 from worker.exporter import ExportRunner
 
 pytestmark = pytest.mark.browser

@@ -11,7 +11,7 @@ from api import create_app
 from api.auth import create_key
 from models import Image, Job
 from tests.conftest import make_settings
-from tests.gallery.rows import add_images
+from tests.factories import add_images
 
 
 def field_errors(response) -> dict[str, list[str]]:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from models import Image, Job
 from models.image_store import LocalImageStore
-from tests.gallery.rows import add_images
+from tests.factories import add_images
 
 
 def png(size=(64, 64), colour=(200, 30, 30), mode="RGB") -> bytes:

@@ -11,11 +11,10 @@ from PIL import Image as PILImage
 from PIL.PngImagePlugin import PngInfo
 
 from api import CONTENT_SECURITY_POLICY
-from models import Job
 from models.image_store import LocalImageStore
 from models.infotext import parse_infotext
+from tests.factories import add_images, add_job_row
 from tests.gallery.pages import PageScan
-from tests.gallery.rows import add_images
 
 HOSTILE = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>']
 
@@ -49,7 +48,7 @@ def test_thumbnails_never_full_size_files(client, session):
 
 def test_prompts_are_text_everywhere(client, session):
     images = add_images(session, HOSTILE, status="succeeded", negative_prompt=HOSTILE[1])
-    session.add(Job(model="tiny", total=1, spec={"prompts": HOSTILE}))
+    add_job_row(session, 1, HOSTILE)
     session.commit()
     pages = [client.get("/"), client.get(f"/images/{images[0].id}"), client.get(f"/images/{images[1].id}")]
     pages += [client.get("/jobs"), client.get("/?q=" + HOSTILE[1]), client.post("/jobs", data={"prompts": HOSTILE[0]})]

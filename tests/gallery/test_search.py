@@ -9,7 +9,7 @@ from api.gallery.queries import Cursor, gallery_images
 from models import Image
 from models.image_query import ImageFilters
 from models.prompt_search import PostgresSearch, SqliteFtsSearch, query_words, search_for_dialect
-from tests.gallery.rows import add_images
+from tests.factories import add_images
 
 PROMPTS = [
     "a red circle on a blue background",

@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from tests.farm_harness import WorkerFleet
+from sdfarm.farm_processes import WorkerFleet
 from tests.integration.helpers import wait_for_job
 from worker.tuning import CONFIGURATIONS
 

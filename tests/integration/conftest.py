@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import make_engine, make_session_factory
 from models.settings import Settings
+from sdfarm.farm_processes import WorkerFleet
 from sdfarm.migrate import upgrade
 from tests.conftest import make_settings
-from tests.farm_harness import WorkerFleet, fresh_postgres_database, postgres_admin_url
+from tests.farm_harness import fresh_postgres_database, postgres_admin_url
 
 
 @dataclass

@@ -1,18 +1,11 @@
-"""Polling helpers for end-to-end tests."""
+"""Polling helpers for end-to-end tests that drive the API through Flask's test client."""
 
 from __future__ import annotations
 
-import time
+from sdfarm.farm_processes import FINAL_JOB_STATUSES
+from sdfarm.farm_processes import wait_for_job as wait_for_job_via
 
-FINAL = {"succeeded", "failed", "canceled"}
 
-
-def wait_for_job(client, job_id: int, timeout: float = 180.0, statuses=FINAL) -> dict:
-    """Poll GET /api/v1/jobs/<id> until its status is in `statuses`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/v1/jobs/{job_id}").json
-        if job["status"] in statuses:
-            return job
-        time.sleep(0.2)
-    raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s: {job}")
+def wait_for_job(client, job_id: int, timeout: float = 180.0, statuses=FINAL_JOB_STATUSES) -> dict:
+    """Poll GET /api/v1/jobs/<id> through the test client until its status is in `statuses`."""
+    return wait_for_job_via(lambda path: client.get(path).json, job_id, timeout, statuses=statuses)

@@ -20,9 +20,10 @@ from api import create_app
 from api.auth import create_key
 from models.db import make_engine, make_session_factory
 from models.image import Image
+from sdfarm.farm_processes import WorkerFleet
 from sdfarm.migrate import upgrade
 from tests.conftest import make_settings
-from tests.farm_harness import WorkerFleet, fresh_postgres_database, postgres_admin_url
+from tests.farm_harness import fresh_postgres_database, postgres_admin_url
 from tests.gallery.browser import serve
 
 

@@ -12,7 +12,6 @@ import time
 from sqlalchemy import select
 
 from models import Image
-from tests.fault.harness import celery_processes
 
 
 def test_a_canceled_jobs_images_do_not_come_back_when_its_worker_dies(farm):
@@ -22,7 +21,7 @@ def test_a_canceled_jobs_images_do_not_come_back_when_its_worker_dies(farm):
     while client.get(f"/api/v1/jobs/{job['id']}?images=0").json["running"] < farm.settings.max_batch:
         assert time.monotonic() < deadline, "the first batch never started"
         time.sleep(0.05)
-    child = next(iter(celery_processes(farm.fleet).values()))["child"]
+    child = next(iter(farm.fleet.celery_processes().values()))["child"]
     assert client.post(f"/api/v1/jobs/{job['id']}/cancel").json["canceled"] == 8
     child.kill()
     # Long enough for the lease to expire and the reaper to pass several times.

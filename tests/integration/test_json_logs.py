@@ -8,9 +8,9 @@ import json
 import redis
 
 from api import create_app
+from sdfarm.farm_processes import WorkerFleet
 from sdfarm.migrate import upgrade
 from tests.conftest import make_settings
-from tests.farm_harness import WorkerFleet
 from tests.integration.helpers import wait_for_job
 
 

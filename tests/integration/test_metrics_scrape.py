@@ -9,7 +9,7 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.farm_harness import REPO
+from sdfarm.farm_processes import REPO
 from tests.integration.helpers import wait_for_job
 
 DASHBOARD = REPO / "monitoring" / "grafana" / "dashboards" / "sdfarm.json"

@@ -18,8 +18,8 @@ import pytest
 import requests
 from PIL import Image
 
+from sdfarm.farm_processes import REPO
 from sdfarm.redis_server import free_port
-from tests.farm_harness import REPO
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import shutil
 import signal
 import time
 
-import psutil
 import pytest
 import redis
 from sqlalchemy import func, select
@@ -16,9 +15,9 @@ from sqlalchemy import func, select
 from api import create_app
 from models import Image
 from models.db import make_engine, make_session_factory
+from sdfarm.farm_processes import WorkerFleet
 from sdfarm.migrate import upgrade
 from tests.conftest import make_settings
-from tests.farm_harness import WorkerFleet
 from tests.integration.helpers import wait_for_job
 
 
@@ -45,18 +44,6 @@ def scale_farm(tmp_path, redis_server, models_dir):
     yield Farm
     for fleet in fleets:
         fleet.stop()
-
-
-def _celery_processes(fleet: WorkerFleet, recursive: bool) -> list[psutil.Process]:
-    """Live Celery worker processes under the supervisor (zombies and vanished ones skipped)."""
-    found = []
-    for process in psutil.Process(fleet.process.pid).children(recursive=recursive):
-        try:
-            if "celery_worker" in " ".join(process.cmdline()) and process.status() != psutil.STATUS_ZOMBIE:
-                found.append(process)
-        except psutil.Error:
-            continue
-    return found
 
 
 def test_two_workers_share_a_job_and_finish_sooner(scale_farm):
@@ -150,14 +137,15 @@ def test_supervisor_restarts_killed_workers_and_warm_shutdown_leaves_nothing_run
     job = scale_farm.client.post("/api/v1/jobs", json={"prompts": ["x"], "num_images": 24, "steps": 20}).json
 
     # Kill the Celery pool child (the process holding the model): Celery replaces it.
-    pool_child = next(p for p in _celery_processes(fleet, recursive=True) if p.ppid() != fleet.process.pid)
+    (worker,) = fleet.celery_processes().values()
+    pool_child = worker["child"]
     pool_child.kill()
     # Kill the whole Celery worker: the supervisor starts a new one.
-    celery_main = _celery_processes(fleet, recursive=False)[0]
+    celery_main = worker["main"]
     celery_main.kill()
     deadline = time.monotonic() + 60
     while True:
-        mains = _celery_processes(fleet, recursive=False)
+        mains = [w["main"] for w in fleet.celery_processes().values()]
         if mains and mains[0].pid != celery_main.pid:
             break
         assert time.monotonic() < deadline, "supervisor did not restart the worker"

@@ -26,9 +26,10 @@ from models import Image, Job, WorkerRecord
 from models.db import make_engine, make_session_factory
 from models.settings import Settings
 from sdfarm.cli import main
+from sdfarm.farm_processes import WorkerFleet, settings_env
 from sdfarm.migrate import upgrade
 from tests.conftest import make_settings
-from tests.farm_harness import WorkerFleet, fresh_postgres_database, postgres_admin_url, settings_env
+from tests.farm_harness import fresh_postgres_database, postgres_admin_url
 from tests.integration.helpers import wait_for_job
 from tests.s3_server import StoreProxy, aws_env, bucket_keys, client
 
@@ -67,7 +68,7 @@ def farm(tmp_path_factory, redis_server, models_dir, s3_server) -> Iterator[TwoH
     hosts = {}
     for name in ("host-a", "host-b"):
         host_settings = make_settings(root / name, url, redis_server.url, models_dir, host_name=name, **store)
-        hosts[name] = WorkerFleet(host_settings, root / f"{name}.log", "--gpus", "none", env=aws_env())
+        hosts[name] = WorkerFleet(host_settings, root / f"{name}.log", "--gpus", "none", **aws_env())
     with pytest.MonkeyPatch.context() as patch:
         for variable, value in aws_env().items():
             patch.setenv(variable, value)  # the API's own credentials, from the standard chain

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.farm_harness import REPO
+from sdfarm.farm_processes import REPO
 
 
 def _worker(tmp_path, model: str, models_dir=None) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ from models import Image
 from models.curation import Selection, soft_delete
 from models.db import make_engine, make_session_factory
 from models.image_store import LocalImageStore
-from tests.gallery.rows import add_images
+from tests.factories import add_images
 from worker.purge import Purger
 
 

@@ -149,22 +149,25 @@ def more_like_this_submit(image_id: int) -> Response | tuple[str, int]:
 def jobs_page() -> str:
     """GET /jobs: jobs with live progress, and the form (prefilled from `?from_image=<id>`)."""
     form = JobForm()
-    source = request.args.get("from_image", "")
-    if source:
-        image_id = parse_id(source)
-        if image_id is None:
-            raise ApiError(404, f"no image with id {source[:30]}")
-        image = find_image(image_id)
-        form = JobForm.from_spec_body(more_like_this(image_infotext(image, farm().store), image, 1))
-    init = request.args.get("init_image", "")
-    if init:
+    source = _image_argument("from_image")
+    if source is not None:
+        form = JobForm.from_spec_body(more_like_this(image_infotext(source, farm().store), source, 1))
+    init = _image_argument("init_image")
+    if init is not None:
         # "Use as init image": this picture, its prompt and model; the size follows the picture.
-        init_id = parse_id(init)
-        if init_id is None:
-            raise ApiError(404, f"no image with id {init[:30]}")
-        image = find_image(init_id)
-        form = JobForm.from_spec_body({"prompts": [image.prompt], "model": image.model, "init_image_id": image.id})
+        form = JobForm.from_spec_body({"prompts": [init.prompt], "model": init.model, "init_image_id": init.id})
     return _render_jobs(form)
+
+
+def _image_argument(name: str):
+    """The image a query parameter names (404 for an id that is no image of the caller's), or None."""
+    text = request.args.get(name, "")
+    if not text:
+        return None
+    image_id = parse_id(text)
+    if image_id is None:
+        raise ApiError(404, f"no image with id {text[:30]}")
+    return find_image(image_id)
 
 
 def submit_job_form() -> Response | tuple[str, int]:

@@ -17,7 +17,7 @@ from sdfarm.farm_processes import WorkerFleet
 from sdfarm.migrate import upgrade
 from tests.conftest import make_settings
 from tests.factories import add_images
-from tests.gallery.browser import CHROMIUM_ARGS, WATCH_CSP, LiveFarm, chromium_binary, save_screenshot, serve
+from tests.gallery.browser import WATCH_CSP, LiveFarm, save_screenshot, serve
 
 pytestmark = pytest.mark.browser
 
@@ -48,19 +48,6 @@ def live_farm(tmp_path_factory, redis_server, models_dir) -> Iterator[LiveFarm]:
     finally:
         fleet.stop()
         app.extensions["sdfarm"].engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Headless Chromium driven by Playwright."""
-    binary = chromium_binary()
-    if not binary:
-        pytest.skip("no Chromium binary: install chromium or set SDFARM_TEST_CHROMIUM")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=binary, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from models.image_store import LocalImageStore, open_image_store
 from sdfarm.migrate import upgrade
 from tests.conftest import make_settings
 from tests.factories import add_images
-from tests.gallery.browser import CHROMIUM_ARGS, WATCH_CSP, LiveFarm, chromium_binary, serve
+from tests.gallery.browser import WATCH_CSP, LiveFarm, serve
 from worker.exporter import ExportRunner
 
 pytestmark = pytest.mark.browser
@@ -42,19 +42,6 @@ def live_farm(tmp_path_factory, redis_server, models_dir) -> Iterator[LiveFarm]:
             yield LiveFarm(base_url, settings, fleet=None)
     finally:
         app.extensions["sdfarm"].engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Headless Chromium driven by Playwright."""
-    binary = chromium_binary()
-    if not binary:
-        pytest.skip("no Chromium binary: install chromium or set SDFARM_TEST_CHROMIUM")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=binary, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from werkzeug.routing import BaseConverter, ValidationError
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import BaseConverter
 
 from models.base import MAX_ROW_ID
 
@@ -26,7 +27,8 @@ class IdConverter(BaseConverter):
     def to_python(self, value: str) -> int:
         number = int(value)
         if number > MAX_ID:
-            raise ValidationError()  # werkzeug then tries the next rule and ends in 404
+            # Not werkzeug's ValidationError: with it, a URL served for other methods answers 405.
+            raise NotFound(f"no row has the id {value}; ids end at {MAX_ID}")
         return number
 
     def to_url(self, value: int) -> str:

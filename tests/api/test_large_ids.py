@@ -58,7 +58,7 @@ def test_big_ids_are_never_a_server_error(app, client, one_job, number):
         url = template.format(n=number)
         response = client.get(url)
         assert response.status_code in (200, 400), (url, response.status_code)
-        if number <= MAX_ROW_ID and template.startswith("/api/"):
+        if number <= MAX_ROW_ID and template.startswith("/api/") and not (number > MAX_SEED and "seed=" in url):
             assert response.status_code == 200, url
     bodies = [("init_image_id", {"prompts": ["a"], "init_image_id": number, "strength": 0.5})]
     if number > MAX_SEED:

@@ -5,11 +5,21 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
+from PIL import Image as PILImage
 from PIL.PngImagePlugin import PngInfo
 
-from tests.factories import image_row
+from models.image import Image
+from tests.factories import add_images, image_row
 from tests.features.helpers import b64, noise_picture, png_bytes, request, runner_for
 from worker.encoding import encode_png, infotext_for
+from worker.results import Rendered, ResultStore
+
+
+def parse_png_text(png: bytes) -> str:
+    """The infotext a PNG carries."""
+    return PILImage.open(io.BytesIO(png)).text["parameters"]
+
 
 A1111_SAMPLE = (
     "masterpiece, a castle on a hill, <lora:detail:0.8>\n"
@@ -29,22 +39,18 @@ def test_a_flagged_image_is_kept_and_marked(feature_models):
     assert np.asarray(output.images[1]).std() > 1  # the picture itself, not a black square
 
 
-def test_nsfw_reaches_the_row_and_the_metadata():
-    from unittest.mock import MagicMock
-
-    from worker.results import Rendered, ResultStore
-
-    item = image_row(nsfw=True, id=5, job_id=1, index=0)
-    sessions = MagicMock()
-    session = sessions.return_value.__enter__.return_value
-    session.execute.return_value.rowcount = 1
-    store = MagicMock()
-    assert ResultStore(sessions, store, "3b1c9d0e2a").save_batch("token", [Rendered(item, noise_picture(1), 0.1)]) == 1
-    # The image's UPDATE, among the statements of its transaction (webhook events come after it).
-    statements = [call.args[0].compile().params for call in session.execute.call_args_list if call.args]
-    values = next(params for params in statements if "nsfw" in params)
-    assert values["nsfw"] is True
-    assert "NSFW: True" in infotext_for(item)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_nsfw_reaches_the_row_and_the_metadata(app):
+    farm = app.extensions["sdfarm"]
+    with farm.sessions() as session:
+        item = add_images(session, ["a red circle"], status="running", lease_token="token", nsfw=True)[0]
+        session.expunge(item)
+    results = ResultStore(farm.sessions, farm.store, "3b1c9d0e2a")
+    assert results.save_batch("token", [Rendered(item, noise_picture(1), 0.1)]) == 1
+    with farm.sessions() as session:
+        row = session.get(Image, item.id)
+        assert (row.status, row.nsfw) == ("succeeded", True)
+        assert "NSFW: True" in parse_png_text(farm.store.read(row.object_key))
     assert "NSFW" not in infotext_for(image_row())
 
 

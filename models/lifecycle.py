@@ -411,16 +411,3 @@ def any_queued(sessions: sessionmaker[Session], *, model: str) -> bool:
     with sessions() as session:
         first = select(Image.id).where(Image.model == model, Image.status == ImageStatus.QUEUED, _job_not_canceled())
         return session.scalar(first.order_by(Image.priority.desc(), Image.id).limit(1)) is not None
-
-
-def queued_count(sessions: sessionmaker[Session], *, model: str) -> int:
-    """Images of `model` still waiting to be claimed."""
-    with sessions() as session:
-        return (
-            session.scalar(
-                select(func.count()).where(
-                    Image.model == model, Image.status == ImageStatus.QUEUED, _job_not_canceled()
-                )
-            )
-            or 0
-        )

@@ -60,7 +60,8 @@ def farm_rows(app, tmp_path, models_dir):
         name: {"Authorization": f"Bearer {secret}"}
         for name, secret in (("alice", alice_secret), ("bob", bob_secret), ("admin", admin_secret))
     }
-    return headers, ids
+    yield headers, ids
+    (models_dir / "extra.safetensors").unlink()  # the models folder is shared by the session's tests
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)

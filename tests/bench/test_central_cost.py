@@ -39,7 +39,8 @@ def test_central_cost_counts_central_cpu_per_recorded_image(tmp_path):
     assert scale["fleet_calls"]["batches"] > 0 and scale["fleet_calls"]["heartbeats"] > 0
     by_part = scale["central_ms_per_image_by_part"]
     assert set(by_part) == {"postgres", "redis", "api"}
-    assert by_part["postgres"] > 0 and by_part["redis"] > 0
+    # CPU times come in 10 ms clock ticks: Redis's few commands in 4 s may not reach one.
+    assert by_part["postgres"] > 0 and by_part["redis"] >= 0
     assert scale["central_ms_per_image"] == pytest.approx(sum(by_part.values()), abs=0.01)
     paced, flat_out = scale["status_poll_latency"]
     assert paced["interval_seconds"] == 1.0 and paced["requests"] > 0 and paced["failures"] == 0

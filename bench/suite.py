@@ -75,10 +75,7 @@ def run_suite(parts: list[str], out: Path, database_url: str | None, quick: bool
             click.echo(f"  {json.dumps(results['parts']['adherence'])}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    click.echo(f"wrote {out}")
-    return results
+    return _write(out, results)
 
 
 def run_central(out: Path, gpu_counts: list[int], seconds: float, pollers: int) -> dict:
@@ -94,6 +91,11 @@ def run_central(out: Path, gpu_counts: list[int], seconds: float, pollers: int) 
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    return _write(out, results)
+
+
+def _write(out: Path, results: dict) -> dict:
+    """Write the figures as JSON to `out` and say where."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     click.echo(f"wrote {out}")

@@ -12,7 +12,10 @@ reapers on many hosts) race freely: the loser's UPDATE simply matches no row.
     succeed          running          succeeded              lease held
     fail             running          failed                 lease held (retrying cannot help)
     release          running          queued/failed/canceled lease held; failed at the attempt cap
-    reap             running          queued/failed/canceled lease expired; failed at the attempt cap
+    reap             running          queued/failed/canceled lease expired; failed at the attempt cap;
+                                                             a dead batch's try is given back
+    unclaim          running          queued/canceled        lease held; a claim never rendered gives
+                                                             its attempt back
     release_worker   running          queued/canceled        the worker's own rows, at its shutdown;
                                                              the attempt is given back
     cancel           queued, running  canceled               the whole job
@@ -54,6 +57,7 @@ TRANSITIONS: dict[str, tuple[tuple[ImageStatus, ...], tuple[ImageStatus, ...]]] 
     "fail": ((ImageStatus.RUNNING,), (ImageStatus.FAILED,)),
     "release": ((ImageStatus.RUNNING,), (ImageStatus.QUEUED, ImageStatus.FAILED, ImageStatus.CANCELED)),
     "reap": ((ImageStatus.RUNNING,), (ImageStatus.QUEUED, ImageStatus.FAILED, ImageStatus.CANCELED)),
+    "unclaim": ((ImageStatus.RUNNING,), (ImageStatus.QUEUED, ImageStatus.CANCELED)),
     "release_worker": ((ImageStatus.RUNNING,), (ImageStatus.QUEUED, ImageStatus.CANCELED)),
     "cancel": (LIVE, (ImageStatus.CANCELED,)),
 }
@@ -97,10 +101,11 @@ def _job_not_canceled():
     return ~_job_canceled()
 
 
-def _back_to_queue(error, now: datetime, max_attempts: int | None) -> dict:
-    """SET values that put a running row back in the queue: failed once every attempt is used
-    (no cap when `max_attempts` is None), canceled if its job was canceled meanwhile, else queued."""
-    at_cap = Image.attempts >= max_attempts if max_attempts is not None else literal(False)
+def _back_to_queue(error, now: datetime, max_attempts: int | None, attempts=Image.attempts) -> dict:
+    """SET values that put a running row back in the queue: failed once `attempts` (the count that
+    stands after this move) reaches `max_attempts` (no cap when None), canceled if its job was
+    canceled meanwhile, else queued."""
+    at_cap = attempts >= max_attempts if max_attempts is not None else literal(False)
     status = case(
         (at_cap, literal(ImageStatus.FAILED.value)),
         (_job_canceled(), literal(ImageStatus.CANCELED.value)),
@@ -287,6 +292,22 @@ def release(sessions: sessionmaker[Session], *, token: str, image_ids: list[int]
         return changed
 
 
+def unclaim(sessions: sessionmaker[Session], *, token: str) -> int:
+    """running -> queued (canceled if its job was) for a claim that was never rendered; the attempt is
+    given back. Returns how many moved."""
+    with sessions() as session:
+        moved = session.execute(
+            update(Image)
+            .where(_held(token))
+            .values({**_back_to_queue(Image.error, utcnow(), max_attempts=None), Image.attempts: Image.attempts - 1})
+            .returning(Image.job_id, Image.status)
+            .execution_options(synchronize_session=False)
+        ).all()
+        record_events(session, job_ids=[row.job_id for row in moved if row.status != ImageStatus.QUEUED])
+        session.commit()
+        return len(moved)
+
+
 def release_worker(sessions: sessionmaker[Session], *, worker: str) -> dict[str, int]:
     """running -> queued for everything `worker` still holds, at its shutdown.
 
@@ -321,14 +342,19 @@ def release_worker(sessions: sessionmaker[Session], *, worker: str) -> dict[str,
 def reap(sessions: sessionmaker[Session], *, max_attempts: int, now: datetime | None = None) -> Reaped:
     """running -> queued (or failed at the cap) for every lease that expired: its worker died or hung.
 
-    An item whose dead batch held others is marked to run alone: any one of them may have killed the worker.
+    An item whose dead batch held others is marked to run alone, and that try is not counted: any
+    one of them may have killed the worker, and a farm whose workers are killed from outside (an
+    OOM killer, a preempted host) must not fail innocent batch-mates. Tries alone do count, so an
+    item that kills its worker by itself fails after `max_attempts` of them.
     """
     now = now or utcnow()
     batch_mate = aliased(Image)
     in_a_batch = exists().where(batch_mate.lease_token == Image.lease_token, batch_mate.id != Image.id)
+    attempts = case((in_a_batch, Image.attempts - 1), else_=Image.attempts)
     last_error = func.coalesce(Image.error, LOST_WORKER)
-    gave_up = literal("gave up after ") + cast(Image.attempts, String) + literal(" attempts; last: ") + last_error
-    values = _back_to_queue(case((Image.attempts >= max_attempts, gave_up), else_=last_error), now, max_attempts)
+    gave_up = literal("gave up after ") + cast(attempts, String) + literal(" attempts; last: ") + last_error
+    values = _back_to_queue(case((attempts >= max_attempts, gave_up), else_=last_error), now, max_attempts, attempts)
+    values[Image.attempts] = attempts
     values[Image.run_alone] = or_(Image.run_alone, in_a_batch)
     with sessions() as session:
         rows = session.execute(

@@ -26,6 +26,13 @@ from worker.stats import WorkerStats
 
 log = logging.getLogger(__name__)
 
+# One task renders batches back to back for up to this long, claiming each batch's successor while
+# it renders; then it returns, so a warm shutdown waits at most this long plus one batch.
+CHAIN_SECONDS = 10.0
+# The successor is claimed once this much of a batch is denoised: early enough to be ready when the
+# batch ends, late enough that a worker killed mid-batch seldom holds a second, unstarted claim.
+CLAIM_AHEAD_AT = 0.7
+
 
 class PermanentItemError(Exception):
     """An item that cannot succeed by trying again as it is (too big for the GPU, NaN output)."""
@@ -50,6 +57,7 @@ class RenderService:
         lease_seconds: float,
         max_attempts: int,
         save_beside: bool = True,
+        chain_seconds: float = CHAIN_SECONDS,
     ):
         self.sessions = sessions
         self.store = store
@@ -60,6 +68,8 @@ class RenderService:
         self.max_batch = max_batch
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
+        self.chain_seconds = chain_seconds
+        self._claimer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claimer")
         self.results = ResultStore(sessions, store, runner.model_hash)
         # Beside the next batch (a thread) on a GPU; in line where rendering itself uses every core
         # (the CPU), where encoding beside it only makes the renderer's threads wait for a core.
@@ -74,7 +84,27 @@ class RenderService:
         self._input_picture = lru_cache(maxsize=8)(self._read_input_picture)
 
     def run_next(self, model: str) -> int:
-        """Claim and render one batch for `model`; returns how many images it rendered."""
+        """Render `model`'s batches back to back for up to `chain_seconds`; returns how many images it rendered.
+
+        Each batch's successor is claimed while it renders, so the device does not wait for the
+        claim, nor for Celery to hand over the next message, between two batches.
+        """
+        deadline = time.monotonic() + self.chain_seconds
+        held = self._claim(model)
+        rendered = 0
+        while held is not None:
+            ahead = _ClaimAhead(self, model) if time.monotonic() < deadline else None
+            try:
+                rendered += self._run_batch(*held, ahead)
+            except Exception:
+                if ahead is not None:
+                    ahead.give_back()  # stop here: a worker whose batches fail should not race through the queue
+                raise
+            held = ahead.result() if ahead is not None else None
+        return rendered
+
+    def _claim(self, model: str) -> tuple[Claim, LeaseKeeper] | None:
+        """Claim the next batch and start keeping its lease; publish for the rest of the queue."""
         claim = lifecycle.claim(
             self.sessions,
             model=model,
@@ -84,7 +114,11 @@ class RenderService:
         )
         lifecycle.continue_work(self.sessions, self.queue, model=model)
         if claim is None:
-            return 0
+            return None
+        return claim, LeaseKeeper(self.sessions, claim.token, self.lease_seconds).start()
+
+    def _run_batch(self, claim: Claim, lease: LeaseKeeper, ahead: _ClaimAhead | None) -> int:
+        """Render one claimed batch and hand it to the saver; returns how many images it rendered."""
         logged = bind_work(**batch_fields(claim))
         if claim.items[0].run_alone:
             # A suspect (its last batch died with its worker) runs only after every earlier
@@ -92,10 +126,9 @@ class RenderService:
             self.flush()
         self.stats.busy(claim.items[0].job_id)
         started = time.monotonic()
-        lease = LeaseKeeper(self.sessions, claim.token, self.lease_seconds).start()
         handed_over = False
         try:
-            rendered = self._render(claim, lease)
+            rendered = self._render(claim, lease, ahead)
             self._save_slots.acquire()
             handed_over = True
             if not self.save_beside:
@@ -132,11 +165,12 @@ class RenderService:
         """Save what is pending and stop the saver thread (before the process exits)."""
         self.flush()
         self._saver.shutdown(wait=True)
+        self._claimer.shutdown(wait=True)
 
-    def _render(self, claim: Claim, lease: LeaseKeeper) -> list[Rendered]:
+    def _render(self, claim: Claim, lease: LeaseKeeper, ahead: _ClaimAhead | None) -> list[Rendered]:
         request = self._request_for(claim.items)
         started = time.perf_counter()
-        outcomes = self._render_splitting(claim.items, request, lease)
+        outcomes = self._render_splitting(claim.items, request, lease, ahead)
         elapsed = time.perf_counter() - started
         per_image = elapsed / len(claim.items)
         record_batch(self.queue.redis, claim.items[0].model, elapsed, len(claim.items))
@@ -149,13 +183,17 @@ class RenderService:
                 rendered.append(Rendered(item, picture_or_error, per_image))
         return rendered
 
-    def _render_splitting(self, items: list[Image], request: RenderRequest, lease: LeaseKeeper) -> list[tuple]:
+    def _render_splitting(
+        self, items: list[Image], request: RenderRequest, lease: LeaseKeeper, ahead: _ClaimAhead | None
+    ) -> list[tuple]:
         """Render; on out-of-memory split the batch in halves, down to single images."""
 
         def progress(fraction: float) -> None:
             if lease.lost.is_set():
                 raise BatchWithdrawn(lease.token)  # stop denoising: nobody wants this batch any more
             lease.progress = fraction
+            if ahead is not None and fraction >= CLAIM_AHEAD_AT:
+                ahead.start()
 
         try:
             output = self.runner.generate(request, progress)
@@ -168,9 +206,8 @@ class RenderService:
                 return [(items[0], PermanentItemError(reason))]
             half = len(items) // 2
             log.warning("out of memory for a batch of %d; retrying as %d + %d", len(items), half, len(items) - half)
-            return self._render_splitting(items[:half], request.subset(0, half), lease) + self._render_splitting(
-                items[half:], request.subset(half, len(items)), lease
-            )
+            first = self._render_splitting(items[:half], request.subset(0, half), lease, ahead)
+            return first + self._render_splitting(items[half:], request.subset(half, len(items)), lease, ahead)
         outcomes: list[tuple] = []
         flagged = output.nsfw or [False] * len(items)
         for item, picture, is_nan, nsfw in zip(items, output.images, output.nan, flagged, strict=True):
@@ -219,6 +256,39 @@ class RenderService:
             lease.stop()
             self._save_slots.release()
             unbind_work(logged)
+
+
+class _ClaimAhead:
+    """The claim of the batch after the one rendering: started on the claimer thread once that
+    batch is far enough along (or when it ends), collected when it ends."""
+
+    def __init__(self, service: RenderService, model: str):
+        self._service, self._model = service, model
+        self._future: Future | None = None
+
+    def start(self) -> None:
+        """Begin claiming, once; later calls do nothing."""
+        if self._future is None:
+            self._future = self._service._claimer.submit(self._service._claim, self._model)
+
+    def result(self) -> tuple[Claim, LeaseKeeper] | None:
+        """The next batch and its lease keeper, or None when nothing was claimable (or the claim failed)."""
+        self.start()
+        try:
+            return self._future.result()
+        except Exception as error:  # the database or Redis blinked: the queued messages and the reaper carry on
+            log.warning("could not claim the next batch: %s", error)
+            return None
+
+    def give_back(self) -> None:
+        """Return a claim that will not be rendered to the queue, its attempt not counted."""
+        if self._future is None:
+            return
+        held = self.result()
+        if held is not None:
+            claim, lease = held
+            lease.stop()
+            lifecycle.unclaim(self._service.sessions, token=claim.token)
 
 
 def batch_fields(claim: Claim) -> dict:

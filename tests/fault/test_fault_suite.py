@@ -101,7 +101,7 @@ def test_job_survives_faults_spread_over_the_whole_run(private_farm, tmp_path):
     (ARTIFACTS / "fault-report.json").write_text(json.dumps(report, indent=2))
     print(format_report(report).splitlines()[-1])
     assert len(report["faults"]) == len(plan) and all(f["during_run"] for f in report["faults"])
-    assert report["succeeded"] == IMAGES and report["lost"] == 0 and report["duplicated"] == 0
+    assert report["succeeded"] == IMAGES and report["lost"] == 0 and report["duplicated"] == 0, report["not_succeeded"]
     assert report["orphan_files"] == 0 and report["missing_files"] == 0 and report["sha256_mismatches"] == 0
     assert report["run_after_cancel"] == 0 and report["stuck_running"] == 0
     # A worker killed outright is noticed within the lease, not Celery's visibility timeout.
@@ -148,6 +148,12 @@ def audit(settings, sessions, job_id: int, canceled_jobs: list[int]) -> dict:
         "canceled_images": sum(image.status == "canceled" for image, _ in canceled),
         "run_after_cancel": len(after_cancel),
         "re_executions": sum(row.attempts for row in rows) - len(rows),
+        # Which images did not succeed, and why: what a failed run is debugged from.
+        "not_succeeded": [
+            {"id": row.id, "index": row.index, "status": row.status, "attempts": row.attempts, "error": row.error}
+            for row in rows
+            if row.status != "succeeded"
+        ],
         "stuck_running": stuck,
     }
 

@@ -94,3 +94,21 @@ def test_release_for_retry_requeues_then_fails_at_the_cap(database_url):
         item = session.scalars(select(Image)).one()
         assert (item.status, item.error, item.attempts) == ("failed", "boom 3", 3)
     assert take(sessions, "tiny", 4) is None
+
+
+def test_unclaim_gives_back_a_claim_that_never_rendered(database_url):
+    sessions = _sessions(database_url)
+    with sessions() as session:
+        job_id = add_job(session, 3).id
+    claim = take(sessions, "tiny", 2)
+    assert lifecycle.unclaim(sessions, token=claim.token) == 2
+    assert lifecycle.unclaim(sessions, token=claim.token) == 0  # nothing held any more
+    with sessions() as session:
+        rows = list(session.scalars(select(Image).order_by(Image.id)))
+    assert [(r.status, r.attempts, r.lease_expires_at) for r in rows] == [("queued", 0, None)] * 3
+    # A canceled job's claim stays canceled: cancel took its running rows, so nothing is held.
+    claim = take(sessions, "tiny", 2)
+    lifecycle.cancel(sessions, job_id=job_id)
+    assert lifecycle.unclaim(sessions, token=claim.token) == 0
+    with sessions() as session:
+        assert set(session.scalars(select(Image.status))) == {"canceled"}

@@ -62,3 +62,29 @@ def test_expired_lease_at_the_attempt_cap_fails_with_the_reason(settings):
     with sessions() as session:
         row = session.scalars(select(Image)).one()
     assert row.status == "failed" and row.error.startswith("gave up after 3 attempts")
+
+
+def test_a_dead_batch_is_not_counted_against_its_images_but_a_death_alone_is(settings):
+    upgrade(settings.resolved_database_url)
+    sessions = make_session_factory(make_engine(settings.resolved_database_url))
+    queue = RenderQueue(make_celery(settings), settings.redis_url)
+    store = LocalImageStore(settings.resolved_object_dir)
+    reaper = Reaper(sessions, queue, store, max_attempts=3, max_batch=4)
+    with sessions() as session:
+        add_job(session, 2)
+
+    def claim_and_die() -> list[tuple[int, str, bool]]:
+        lifecycle.claim(sessions, model="tiny", worker="dead@host", max_batch=4, lease_seconds=30)
+        with sessions() as session:
+            session.execute(update(Image).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+            session.commit()
+        reaper.run_once()
+        with sessions() as session:
+            return [(r.attempts, r.status, r.run_alone) for r in session.scalars(select(Image).order_by(Image.id))]
+
+    # Killed from outside while both rendered together: neither is charged, both now run alone.
+    assert claim_and_die() == [(0, "queued", True), (0, "queued", True)]
+    # From now on each try is the item's own: the oldest is claimed alone, dies three times and fails.
+    assert claim_and_die() == [(1, "queued", True), (0, "queued", True)]
+    assert claim_and_die() == [(2, "queued", True), (0, "queued", True)]
+    assert claim_and_die() == [(3, "failed", True), (0, "queued", True)]

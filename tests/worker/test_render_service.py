@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 import pytest
 import torch
@@ -165,3 +166,69 @@ def test_saving_in_line_stores_a_batch_before_run_next_returns(service_factory):
     rows = _rows(service_factory.sessions)  # no flush: nothing was left to the saver thread
     assert [row.status for row in rows] == ["succeeded"] * 3 and all(row.object_key for row in rows)
     assert not service._pending
+
+
+def _running_tokens(sessions) -> set[str]:
+    with sessions() as session:
+        return set(session.scalars(select(Image.lease_token).where(Image.status == "running")))
+
+
+def _queued(sessions) -> int:
+    with sessions() as session:
+        return len(list(session.scalars(select(Image.id).where(Image.status == "queued"))))
+
+
+class WatchingRunner(DiffusersRunner):
+    """The real runner; as each batch ends it notes how many batches this worker holds (the one
+    rendering plus the one claimed ahead), and it fails the batch numbered `fail_at`."""
+
+    sessions = None
+    fail_at: int | None = None
+
+    def generate(self, request, on_progress):
+        self.held = getattr(self, "held", [])
+        output = super().generate(request, on_progress)
+        deadline = time.monotonic() + 10  # the claim ahead runs on its own thread: give it time
+        while len(_running_tokens(self.sessions)) < 2 and _queued(self.sessions) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.held.append(len(_running_tokens(self.sessions)))
+        if len(self.held) == self.fail_at:
+            raise RuntimeError("boom")
+        return output
+
+
+def test_one_message_renders_batches_back_to_back_claiming_each_next_one_during_the_render(service_factory):
+    with service_factory.sessions() as session:
+        add_job(session, 10)
+    service = service_factory(WatchingRunner)
+    service.runner.sessions = service_factory.sessions
+    assert service.run_next("tiny") == 10
+    service.flush()
+    rows = _rows(service_factory.sessions)
+    assert {row.status for row in rows} == {"succeeded"} and len({row.lease_token for row in rows}) == 3
+    assert service.runner.held == [2, 2, 1]  # batches 1 and 2 ended with their successor already claimed
+
+
+def test_a_chain_ends_at_its_time_limit(service_factory):
+    with service_factory.sessions() as session:
+        add_job(session, 10)
+    service = service_factory()
+    service.chain_seconds = 0.0  # one batch per message, as a worker without chaining would
+    assert service.run_next("tiny") == 4
+    service.flush()
+    assert [row.status for row in _rows(service_factory.sessions)].count("queued") == 6
+
+
+def test_a_failed_batch_gives_back_the_claim_made_ahead_of_it(service_factory):
+    with service_factory.sessions() as session:
+        add_job(session, 10)
+    service = service_factory(WatchingRunner)
+    service.runner.sessions, service.runner.fail_at = service_factory.sessions, 2
+    with pytest.raises(RuntimeError, match="boom"):
+        service.run_next("tiny")
+    service.flush()
+    rows = _rows(service_factory.sessions)
+    assert [(row.status, row.attempts) for row in rows] == [("succeeded", 1)] * 4 + [("queued", 1)] * 4 + [
+        ("queued", 0)
+    ] * 2
+    assert rows[4].error == "RuntimeError: boom" and rows[8].error is None

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, exists, func, insert, literal, or_, select, update
+from sqlalchemy import String, and_, bindparam, case, cast, exists, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased, joinedload, sessionmaker
 
 from models.base import utcnow
@@ -223,44 +223,42 @@ def succeed(sessions: sessionmaker[Session], *, token: str, results: Mapping[int
     """
     if not results:
         return set()
-    now = utcnow()
-    with sessions() as session:
-        # One UPDATE for the whole batch: each result column is a CASE on the row's id.
-        columns = sorted({name for values in results.values() for name in values})
-        per_row = {}
-        for name in columns:
-            column = getattr(Image, name)
-            by_id = {image_id: literal(values.get(name), column.type) for image_id, values in results.items()}
-            per_row[column] = case(by_id, value=Image.id, else_=column)
-        recorded = set(
-            session.scalars(
-                update(Image)
-                .where(Image.id.in_(list(results)), _held(token))
-                .values(
-                    {
-                        **per_row,
-                        Image.status: ImageStatus.SUCCEEDED,
-                        Image.finished_at: now,
-                        Image.progress: 1.0,
-                        Image.error: None,
-                        Image.lease_expires_at: None,
-                    }
-                )
-                .returning(Image.id)
-                .execution_options(synchronize_session=False)
-            )
+    columns = sorted({name for values in results.values() for name in values})
+    images = Image.__table__
+    # One statement run for every row of the batch (executemany): its SQL is built and compiled once
+    # per shape and cached, where a statement with each batch's values in it would be built every time.
+    statement = (
+        update(images)
+        .where(images.c.id == bindparam("row_id"), images.c.lease_token == token)
+        .where(images.c.status == ImageStatus.RUNNING)
+        .values(
+            {
+                **{name: bindparam(f"new_{name}") for name in columns},
+                "status": ImageStatus.SUCCEEDED,
+                "finished_at": utcnow(),
+                "progress": 1.0,
+                "error": None,
+                "lease_expires_at": None,
+            }
         )
-        # The job's end (and each image's, where asked) goes out in this same transaction.
+    )
+    rows = [
+        {"row_id": image_id, **{f"new_{name}": values.get(name) for name in columns}}
+        for image_id, values in results.items()
+    ]
+    with sessions() as session:
+        session.execute(statement, rows)
+        # What this lease recorded, now or in an earlier try whose commit's reply was lost.
+        stored = session.execute(
+            select(Image.id, Image.object_key).where(
+                Image.id.in_(list(results)), Image.status == ImageStatus.SUCCEEDED, Image.lease_token == token
+            )
+        ).all()
+        recorded = {image_id for image_id, key in stored if key == results[image_id].get("object_key")}
+        # The job's end (and each image's, where asked) goes out in this same transaction; events a
+        # retry finds already recorded are ignored as duplicates.
         record_events(session, image_ids=recorded)
         session.commit()
-        missing = [image_id for image_id in results if image_id not in recorded]
-        if missing:
-            already = session.execute(
-                select(Image.id, Image.object_key).where(
-                    Image.id.in_(missing), Image.status == ImageStatus.SUCCEEDED, Image.lease_token == token
-                )
-            ).all()
-            recorded.update(image_id for image_id, key in already if key == results[image_id].get("object_key"))
     return recorded
 
 

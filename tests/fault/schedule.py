@@ -92,7 +92,7 @@ def format_report(report: dict) -> str:
             f"{figures['median_seconds']:.2f} / {figures['max_seconds']:.2f}"
         )
     totals = ("succeeded", "lost", "duplicated", "orphan_files", "missing_files", "sha256_mismatches")
-    totals += ("canceled_jobs", "run_after_cancel", "stuck_running", "re_executions")
+    totals += ("canceled_jobs", "run_after_cancel", "stuck_running", "retries_counted")
     if any(name in report for name in totals):  # absent while the run is still going
         lines.append("audit: " + ", ".join(f"{name} {report[name]}" for name in totals if name in report))
     return "\n".join(lines)

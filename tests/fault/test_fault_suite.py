@@ -147,7 +147,7 @@ def audit(settings, sessions, job_id: int, canceled_jobs: list[int]) -> dict:
         "canceled_jobs": len(canceled_jobs),
         "canceled_images": sum(image.status == "canceled" for image, _ in canceled),
         "run_after_cancel": len(after_cancel),
-        "re_executions": sum(row.attempts for row in rows) - len(rows),
+        "retries_counted": sum(row.attempts for row in rows) - len(rows),  # a dead batch's try is not counted
         # Which images did not succeed, and why: what a failed run is debugged from.
         "not_succeeded": [
             {"id": row.id, "index": row.index, "status": row.status, "attempts": row.attempts, "error": row.error}

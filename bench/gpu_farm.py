@@ -90,24 +90,33 @@ class RunnerAlone:
         self.runner.generate(request, lambda fraction: progress.__setitem__("fraction", fraction))
 
 
-def paired_images_per_second(sides: dict, images: int, batch: int, steps: int, size: int) -> dict[str, float]:
-    """Images/s of each in-process side over `images // batch` calls each, the calls alternating
-    A B B A ... so that load that comes and goes on a shared machine falls on both sides alike."""
+def paired_images_per_second(
+    sides: dict, images: int, batch: int, steps: int, size: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Images/s and CPU milliseconds per image of each in-process side over `images // batch` calls
+    each, the calls alternating A B B A ... so that load that comes and goes on a shared machine
+    falls on both sides alike."""
     import torch
 
     calls = max(1, images // batch)
     seconds = dict.fromkeys(sides, 0.0)
+    cpu = dict.fromkeys(sides, 0.0)
     names = list(sides)
     for call in range(calls):
         seeds = list(range(call * batch, (call + 1) * batch))
         prompts = [PROMPTS[seed % len(PROMPTS)] for seed in seeds]
         for name in names if call % 2 == 0 else reversed(names):
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             sides[name].render(prompts, seeds, steps, size)
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             seconds[name] += time.perf_counter() - started
-    return {name: calls * batch / spent for name, spent in seconds.items()}
+            cpu[name] += time.process_time() - cpu_started
+    rendered = calls * batch
+    return (
+        {name: rendered / spent for name, spent in seconds.items()},
+        {name: round(used / rendered * 1000, 2) for name, used in cpu.items()},
+    )
 
 
 def _spread(values: list[float]) -> dict:
@@ -169,6 +178,7 @@ def run(
         for side in sides.values():  # their warm-up, as the worker's
             side.render([PROMPTS[i % len(PROMPTS)] for i in range(batch)], list(range(batch)), 2, size)
         measured: dict[str, list[float]] = {"plain": [], "runner": [], "farm": []}
+        cpu_ms: dict[str, list[float]] = {"plain": [], "runner": [], "farm": []}
         farm_runs = []
         for number in range(rounds):
             # The farm goes first in every other round, so a trend in the load favours neither side.
@@ -176,10 +186,13 @@ def run(
                 if part == "farm":
                     farm_ips, breakdown = farm_images_per_second(farm, images, steps, size)
                     measured["farm"].append(farm_ips)
+                    cpu_ms["farm"].append(breakdown["cpu_ms_per_image"])
                     farm_runs.append(breakdown)
                 else:
-                    for name, value in paired_images_per_second(sides, images, batch, steps, size).items():
+                    speeds, cpu_used = paired_images_per_second(sides, images, batch, steps, size)
+                    for name, value in speeds.items():
                         measured[name].append(value)
+                        cpu_ms[name].append(cpu_used[name])
             print(f"round {number + 1}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in measured.items()), flush=True)
         if restart:
             farm.stop_workers()
@@ -192,8 +205,14 @@ def run(
         )
         for side in ("runner", "farm")
     }
+    # On the CPU the farm's CPU work per image against the plain loop's, measured per round: what
+    # the farm adds, whatever share of the machine its neighbours took meanwhile.
+    ratio["farm_cpu_over_plain_cpu"] = _spread(
+        [farm / plain for farm, plain in zip(cpu_ms["farm"], cpu_ms["plain"], strict=True)]
+    )
     figures.update(
         images_per_second={side: _spread(values) for side, values in measured.items()},
+        cpu_ms_per_image={side: _spread(values) for side, values in cpu_ms.items()},
         ratios=ratio,
         farm_runs=farm_runs,
         cold_start=cold,

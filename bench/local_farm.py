@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psutil
 from sqlalchemy import select
 
 from models.db import make_engine, make_session_factory
@@ -15,6 +16,23 @@ from models.worker_record import WorkerRecord
 from sdfarm.farm_processes import ApiProcess, WorkerFleet
 from sdfarm.migrate import upgrade
 from sdfarm.redis_server import RedisServer
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of `pid`, its live descendants, and every descendant already reaped."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:  # ended between listing and reading: its parent counts it once reaped
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
 
 
 class BenchFarm:
@@ -53,6 +71,13 @@ class BenchFarm:
                 {column.name: getattr(row, column.name) for column in WorkerRecord.__table__.columns}
                 for row in session.scalars(select(WorkerRecord))
             ]
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds used so far by the farm's processes: the API, every worker (with its Celery
+        processes) and Redis."""
+        roots = [fleet.process for fleet in self.fleets] + [self.api.process if self.api else None]
+        pids = [process.pid for process in roots + [self.redis.process] if process is not None]
+        return sum(tree_cpu_seconds(pid) for pid in pids)
 
     def stop_workers(self) -> None:
         """Warm-stop every `sdfarm worker` started so far."""

@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import String, and_, bindparam, case, cast, exists, func, insert, literal, or_, select, update
@@ -223,43 +224,54 @@ def succeed(sessions: sessionmaker[Session], *, token: str, results: Mapping[int
     """
     if not results:
         return set()
-    columns = sorted({name for values in results.values() for name in values})
-    images = Image.__table__
-    # One statement run for every row of the batch (executemany): its SQL is built and compiled once
-    # per shape and cached, where a statement with each batch's values in it would be built every time.
-    statement = (
-        update(images)
-        .where(images.c.id == bindparam("row_id"), images.c.lease_token == token)
-        .where(images.c.status == ImageStatus.RUNNING)
-        .values(
-            {
-                **{name: bindparam(f"new_{name}") for name in columns},
-                "status": ImageStatus.SUCCEEDED,
-                "finished_at": utcnow(),
-                "progress": 1.0,
-                "error": None,
-                "lease_expires_at": None,
-            }
-        )
-    )
-    rows = [
-        {"row_id": image_id, **{f"new_{name}": values.get(name) for name in columns}}
-        for image_id, values in results.items()
-    ]
+    columns = tuple(sorted({name for values in results.values() for name in values}))
+    parameters: dict[str, Any] = {"token": token, "now": utcnow()}
+    for number, (image_id, values) in enumerate(results.items()):
+        parameters[f"id_{number}"] = image_id
+        parameters.update({f"{name}_{number}": values.get(name) for name in columns})
     with sessions() as session:
-        session.execute(statement, rows)
-        # What this lease recorded, now or in an earlier try whose commit's reply was lost.
-        stored = session.execute(
-            select(Image.id, Image.object_key).where(
-                Image.id.in_(list(results)), Image.status == ImageStatus.SUCCEEDED, Image.lease_token == token
-            )
-        ).all()
-        recorded = {image_id for image_id, key in stored if key == results[image_id].get("object_key")}
-        # The job's end (and each image's, where asked) goes out in this same transaction; events a
-        # retry finds already recorded are ignored as duplicates.
+        recorded = set(session.scalars(_succeed_statement(len(results), columns), parameters))
+        # The job's end (and each image's, where asked) goes out in this same transaction.
         record_events(session, image_ids=recorded)
         session.commit()
+        missing = [image_id for image_id in results if image_id not in recorded]
+        if missing:
+            already = session.execute(
+                select(Image.id, Image.object_key).where(
+                    Image.id.in_(missing), Image.status == ImageStatus.SUCCEEDED, Image.lease_token == token
+                )
+            ).all()
+            recorded.update(image_id for image_id, key in already if key == results[image_id].get("object_key"))
     return recorded
+
+
+@lru_cache(maxsize=64)
+def _succeed_statement(rows: int, columns: tuple[str, ...]):
+    """The UPDATE of `succeed` for a batch of `rows` images: one statement for the whole batch, each result
+    column a CASE on the row's id. Its values are parameters, so it is built once per batch shape, not
+    once per batch (building it is most of a save's CPU in the worker)."""
+    ids = [bindparam(f"id_{number}", type_=Image.id.type) for number in range(rows)]
+    per_row = {}
+    for name in columns:
+        column = getattr(Image, name)
+        by_id = {ids[number]: bindparam(f"{name}_{number}", type_=column.type) for number in range(rows)}
+        per_row[column] = case(by_id, value=Image.id, else_=column)
+    return (
+        update(Image)
+        .where(Image.id.in_(ids), _held(bindparam("token", type_=Image.lease_token.type)))
+        .values(
+            {
+                **per_row,
+                Image.status: ImageStatus.SUCCEEDED,
+                Image.finished_at: bindparam("now", type_=Image.finished_at.type),
+                Image.progress: 1.0,
+                Image.error: None,
+                Image.lease_expires_at: None,
+            }
+        )
+        .returning(Image.id)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def fail(sessions: sessionmaker[Session], *, token: str, image_ids: list[int], error: str) -> int:

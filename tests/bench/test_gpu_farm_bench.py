@@ -21,7 +21,9 @@ def test_gpu_farm_bench_runs_the_three_sides_and_splits_the_cold_start(tmp_path)
     assert (figures["batch"], figures["steps"], figures["images_per_side_per_round"]) == (2, 2, 4)
     for side in ("plain", "runner", "farm"):
         assert figures["images_per_second"][side]["median"] > 0, side
-    assert set(figures["ratios"]) == {"runner_over_plain", "farm_over_plain"}
+    assert set(figures["ratios"]) == {"runner_over_plain", "farm_over_plain", "farm_cpu_over_plain_cpu"}
+    for side in ("plain", "runner", "farm"):
+        assert figures["cpu_ms_per_image"][side]["median"] > 0, side
     (run,) = figures["farm_runs"]
     assert run["batches"] == 2  # 4 images at batch 2: the worker served the bench's batch size
     cold = figures["cold_start"]["first"]

@@ -56,7 +56,10 @@ def measure(blocks: int, batches: int, batch: int, save_beside: str) -> dict:
                     else:
                         rendered = 0
                         while rendered < batch * batches:  # each call chains batches for up to 10 s
-                            rendered += service.run_next(model_dir.name)
+                            just_rendered = service.run_next(model_dir.name)
+                            if not just_rendered:
+                                raise RuntimeError("the worker found nothing to render: see the log above")
+                            rendered += just_rendered
                         service.flush()
                     spent[side] += time.perf_counter() - started
                     cpu[side] += time.process_time() - cpu_started

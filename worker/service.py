@@ -71,8 +71,8 @@ class RenderService:
         self.chain_seconds = chain_seconds
         self._claimer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claimer")
         self.results = ResultStore(sessions, store, runner.model_hash)
-        # SDFARM_SAVE_BESIDE: on a thread beside the next batch (the default; measured faster than in
-        # line on the CPU too, BENCHMARKS.md), or in line before the next batch starts.
+        # SDFARM_SAVE_BESIDE: on a thread beside the next batch (the default, so a GPU never waits for
+        # PNG encoding), or in line before the next batch starts (on the CPU neither measured faster).
         self.save_beside = save_beside
         # Saving runs beside the next batch so the GPU never waits for PNG encoding or the
         # database; at most one batch waits to be saved, to bound memory.

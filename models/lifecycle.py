@@ -228,7 +228,7 @@ def succeed(sessions: sessionmaker[Session], *, token: str, results: Mapping[int
     parameters: dict[str, Any] = {"token": token, "now": utcnow()}
     for number, (image_id, values) in enumerate(results.items()):
         parameters[f"id_{number}"] = image_id
-        parameters.update({f"{name}_{number}": values.get(name) for name in columns})
+        parameters.update({f"set_{name}_{number}": values.get(name) for name in columns})
     with sessions() as session:
         recorded = set(session.scalars(_succeed_statement(len(results), columns), parameters))
         # The job's end (and each image's, where asked) goes out in this same transaction.
@@ -254,7 +254,7 @@ def _succeed_statement(rows: int, columns: tuple[str, ...]):
     per_row = {}
     for name in columns:
         column = getattr(Image, name)
-        by_id = {ids[number]: bindparam(f"{name}_{number}", type_=column.type) for number in range(rows)}
+        by_id = {ids[number]: bindparam(f"set_{name}_{number}", type_=column.type) for number in range(rows)}
         per_row[column] = case(by_id, value=Image.id, else_=column)
     return (
         update(Image)

@@ -122,6 +122,12 @@ def _back_to_queue(error, now: datetime, max_attempts: int | None, attempts=Imag
     }
 
 
+def _attempt_given_back() -> dict:
+    """SET values that put a running row back in the queue (canceled if its job was) without counting
+    its try: the row was interrupted by the farm, not by its own doing."""
+    return {**_back_to_queue(Image.error, utcnow(), max_attempts=None), Image.attempts: Image.attempts - 1}
+
+
 # -- creation --------------------------------------------------------------------------------
 
 
@@ -309,7 +315,7 @@ def unclaim(sessions: sessionmaker[Session], *, token: str) -> int:
         moved = session.execute(
             update(Image)
             .where(_held(token))
-            .values({**_back_to_queue(Image.error, utcnow(), max_attempts=None), Image.attempts: Image.attempts - 1})
+            .values(_attempt_given_back())
             .returning(Image.job_id, Image.status)
             .execution_options(synchronize_session=False)
         ).all()
@@ -328,12 +334,7 @@ def release_worker(sessions: sessionmaker[Session], *, worker: str) -> dict[str,
         released = session.execute(
             update(Image)
             .where(Image.worker == worker, Image.status == ImageStatus.RUNNING)
-            .values(
-                {
-                    **_back_to_queue(Image.error, utcnow(), max_attempts=None),
-                    Image.attempts: Image.attempts - 1,
-                }
-            )
+            .values(_attempt_given_back())
             .returning(Image.model, Image.status, Image.job_id)
             .execution_options(synchronize_session=False)
         ).all()

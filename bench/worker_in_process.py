@@ -26,12 +26,12 @@ from worker.context import WorkerContext
 STEPS, SIZE = 10, 64
 
 
-def measure(blocks: int, batches: int, batch: int, save_beside: str) -> dict:
+def measure(blocks: int, batches: int, batch: int, overlap: str) -> dict:
     """Seconds and CPU seconds of each side over `blocks` alternating blocks of `batches` batches."""
     with tempfile.TemporaryDirectory(prefix="sdfarm-worker-in-process-") as scratch:
         work = Path(scratch)
         model_dir = build_model(work / "models", "cpu")
-        farm = BenchFarm(work / "farm", model=str(model_dir), max_batch=batch, save_beside=save_beside)
+        farm = BenchFarm(work / "farm", model=str(model_dir), max_batch=batch, overlap=overlap)
         context = WorkerContext(farm.settings, make_celery(farm.settings), "bench@in-process", model_dir.name, batch)
         api = create_app(farm.settings).test_client()
         try:
@@ -68,7 +68,7 @@ def measure(blocks: int, batches: int, batch: int, save_beside: str) -> dict:
             farm.close()
     images = blocks * batches * batch
     return {
-        "save_beside": save_beside,
+        "overlap": overlap,
         "images_per_side": images,
         "images_per_second": {side: round(images / seconds, 2) for side, seconds in spent.items()},
         "cpu_ms_per_image": {side: round(used / images * 1000, 1) for side, used in cpu.items()},
@@ -82,9 +82,9 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=4, help="alternating blocks per side")
     parser.add_argument("--batches", type=int, default=24, help="batches per block")
     parser.add_argument("--batch", type=int, default=8, help="images per batch")
-    parser.add_argument("--save-beside", default="true", help="the worker's SDFARM_SAVE_BESIDE")
+    parser.add_argument("--overlap", default="auto", help="the worker's SDFARM_OVERLAP")
     options = parser.parse_args()
-    print(json.dumps(measure(options.blocks, options.batches, options.batch, options.save_beside), indent=2))
+    print(json.dumps(measure(options.blocks, options.batches, options.batch, options.overlap), indent=2))
 
 
 if __name__ == "__main__":

@@ -418,12 +418,14 @@ def publish_work(queue: RenderQueue, *, model: str, images: int, max_batch: int)
 
 
 def continue_work(sessions: sessionmaker[Session], queue: RenderQueue, *, model: str) -> None:
-    """After a claim: keep one message per batch in flight while work for `model` remains.
+    """After a claim: keep a message waiting while work for `model` remains.
 
     Every run consumed one message, even a run that lost every race for rows; without a
-    replacement the chain would stall until the reaper's next pass.
+    replacement the chain would stall until the reaper's next pass. One waiting message is
+    enough for the next idle worker: a worker renders batches back to back, so one per claim
+    would leave a tail of runs with nothing to claim once the queue is empty.
     """
-    if any_queued(sessions, model=model):
+    if queue.depth(model) == 0 and any_queued(sessions, model=model):
         queue.publish(model)
 
 

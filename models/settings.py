@@ -89,10 +89,10 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
-    save_beside: str = Field(
-        default="true",
-        description="Save (PNG, thumbnail, rows) on a thread beside the next batch: true, false, or auto "
-        "(beside on a GPU, in line on the CPU).",
+    overlap: str = Field(
+        default="auto",
+        description="Work beside the render (saving the last batch, claiming the next): true, false, or auto "
+        "(on a GPU, which would otherwise wait for it; not on the CPU, where it takes the renderer's own cores).",
     )
     tune: str = Field(
         default="auto",
@@ -118,6 +118,13 @@ class Settings(BaseSettings):
     def _known_auth_mode(cls, value: str) -> str:
         if value not in {"auto", "on", "off"}:
             raise ValueError("SDFARM_AUTH must be auto, on or off")
+        return value
+
+    @field_validator("overlap")
+    @classmethod
+    def _known_overlap(cls, value: str) -> str:
+        if value not in {"auto", "true", "false"}:
+            raise ValueError("SDFARM_OVERLAP must be auto, true or false")
         return value
 
     @field_validator("nsfw_display")

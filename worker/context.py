@@ -81,7 +81,7 @@ class WorkerContext:
                 self.max_batch,
                 self.settings.lease_seconds,
                 self.settings.max_attempts,
-                save_beside=_save_beside(self.settings.save_beside, runner.device),
+                overlap=overlaps(self.settings.overlap, runner.device),
             )
             self.stats.loaded()
             log.info(
@@ -291,8 +291,13 @@ def _process_started() -> float:
         return psutil.Process().create_time()
 
 
-def _save_beside(setting: str, device: str) -> bool:
-    """SDFARM_SAVE_BESIDE: auto saves beside rendering on a GPU and in line on the CPU."""
+def overlaps(setting: str, device: str) -> bool:
+    """SDFARM_OVERLAP: whether saving and the next claim run beside the render; auto: on a GPU only.
+
+    On a GPU that work would otherwise leave the device idle. On the CPU the renderer's OpenMP
+    threads hold every core, and any thread beside them stalls both (each waits for the other at
+    every parallel region's end): in line, the farm came from 0.78 to 0.88 of the plain loop.
+    """
     return device.startswith("cuda") if setting == "auto" else setting == "true"
 
 

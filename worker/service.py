@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -26,8 +27,8 @@ from worker.stats import WorkerStats
 
 log = logging.getLogger(__name__)
 
-# One task renders batches back to back for up to this long, claiming each batch's successor while
-# it renders; then it returns, so a warm shutdown waits at most this long plus one batch.
+# One task renders batches back to back for up to this long, claiming each batch's successor (while
+# it renders, with overlap); then it returns, so a warm shutdown waits at most this long plus one batch.
 CHAIN_SECONDS = 10.0
 # The successor is claimed once this much of a batch is denoised: early enough to be ready when the
 # batch ends, late enough that a worker killed mid-batch seldom holds a second, unstarted claim.
@@ -56,7 +57,7 @@ class RenderService:
         max_batch: int,
         lease_seconds: float,
         max_attempts: int,
-        save_beside: bool = True,
+        overlap: bool = True,
         chain_seconds: float = CHAIN_SECONDS,
     ):
         self.sessions = sessions
@@ -71,11 +72,12 @@ class RenderService:
         self.chain_seconds = chain_seconds
         self._claimer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claimer")
         self.results = ResultStore(sessions, store, runner.model_hash)
-        # SDFARM_SAVE_BESIDE: on a thread beside the next batch (the default, so a GPU never waits for
-        # PNG encoding), or in line before the next batch starts (on the CPU neither measured faster).
-        self.save_beside = save_beside
-        # Saving runs beside the next batch so the GPU never waits for PNG encoding or the
-        # database; at most one batch waits to be saved, to bound memory.
+        # SDFARM_OVERLAP (worker.context.overlaps): with it, a batch is saved on the saver thread
+        # beside the next one and the next is claimed while this one renders, so a GPU never waits
+        # for PNG encoding, the database or Redis; without it, both happen between two batches.
+        self.overlap = overlap
+        self._claim_ahead_at = CLAIM_AHEAD_AT if overlap else math.inf
+        # At most one batch waits to be saved, to bound memory.
         self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="saver")
         self._save_slots = threading.BoundedSemaphore(2)
         self._pending: set[Future] = set()
@@ -86,8 +88,8 @@ class RenderService:
     def run_next(self, model: str) -> int:
         """Render `model`'s batches back to back for up to `chain_seconds`; returns how many images it rendered.
 
-        Each batch's successor is claimed while it renders, so the device does not wait for the
-        claim, nor for Celery to hand over the next message, between two batches.
+        The device does not wait for Celery to hand over the next message between two batches, nor,
+        with overlap, for the claim: each batch's successor is claimed while it renders.
         """
         deadline = time.monotonic() + self.chain_seconds
         held = self._claim(model)
@@ -131,7 +133,7 @@ class RenderService:
             rendered = self._render(claim, lease, ahead)
             self._save_slots.acquire()
             handed_over = True
-            if not self.save_beside:
+            if not self.overlap:
                 self._save(claim, rendered, lease, started)
                 return len(rendered)
             pending = self._saver.submit(self._save, claim, rendered, lease, started)
@@ -192,7 +194,7 @@ class RenderService:
             if lease.lost.is_set():
                 raise BatchWithdrawn(lease.token)  # stop denoising: nobody wants this batch any more
             lease.progress = fraction
-            if ahead is not None and fraction >= CLAIM_AHEAD_AT:
+            if ahead is not None and fraction >= self._claim_ahead_at:
                 ahead.start()
 
         try:
@@ -245,7 +247,7 @@ class RenderService:
         return PILImage.open(io.BytesIO(self.store.read(key))).convert(mode)
 
     def _save(self, claim: Claim, rendered: list[Rendered], lease: LeaseKeeper, started: float) -> None:
-        logged = bind_work(**batch_fields(claim))  # this runs in the saver thread
+        logged = bind_work(**batch_fields(claim))  # with overlap this runs in the saver thread
         try:
             stored = self.results.save_batch(claim.token, rendered, lease.renewing)
             self.stats.finished(stored, started)

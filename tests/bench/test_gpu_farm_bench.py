@@ -84,7 +84,7 @@ def test_release_folder_assembles_a_loadable_diffusers_folder(tmp_path, monkeypa
 def test_the_worker_in_process_bench_runs_both_sides_on_the_same_images():
     from bench import worker_in_process
 
-    figures = worker_in_process.measure(blocks=2, batches=1, batch=4, save_beside="true")
+    figures = worker_in_process.measure(blocks=2, batches=1, batch=4, overlap="true")
     assert figures["images_per_side"] == 8
     for side in ("plain", "worker"):
         assert figures["images_per_second"][side] > 0 and figures["cpu_ms_per_image"][side] > 0, side

@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 
 from models import Image, lifecycle
 from models.db import make_engine, make_session_factory
+from models.queue import RenderQueue, make_celery, queue_name
 from sdfarm.migrate import upgrade
 from tests.factories import add_job
 
@@ -112,3 +113,18 @@ def test_unclaim_gives_back_a_claim_that_never_rendered(database_url):
     assert lifecycle.unclaim(sessions, token=claim.token) == 0
     with sessions() as session:
         assert set(session.scalars(select(Image.status))) == {"canceled"}
+
+
+def test_continue_work_keeps_one_message_waiting_while_work_remains(settings):
+    sessions = _sessions(settings.resolved_database_url)
+    queue = RenderQueue(make_celery(settings), settings.redis_url)
+    with sessions() as session:
+        add_job(session, 12)
+    for _ in range(2):  # a worker chaining claims: one message is enough for the next idle worker
+        take(sessions)
+        lifecycle.continue_work(sessions, queue, model="tiny")
+    assert queue.depth("tiny") == 1
+    queue.redis.delete(queue_name("tiny"))  # another worker took it
+    take(sessions)  # the last batch: nothing is left to tell anyone about
+    lifecycle.continue_work(sessions, queue, model="tiny")
+    assert queue.depth("tiny") == 0

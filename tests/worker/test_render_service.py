@@ -34,10 +34,10 @@ def service_factory(settings, models_dir):
     queue = RenderQueue(make_celery(settings), settings.redis_url)
     entry = ModelEntry("tiny", models_dir / "tiny", "diffusers")
 
-    def make(runner_class=DiffusersRunner, max_batch=4, save_beside=True) -> RenderService:
+    def make(runner_class=DiffusersRunner, max_batch=4, overlap=True) -> RenderService:
         runner = runner_class(entry, "cpu")
         return RenderService(
-            sessions, store, runner, queue, WorkerStats(), "test@host", max_batch, 30, 3, save_beside=save_beside
+            sessions, store, runner, queue, WorkerStats(), "test@host", max_batch, 30, 3, overlap=overlap
         )
 
     make.sessions, make.store = sessions, store
@@ -161,16 +161,11 @@ def test_file_sha256_matches_row(service_factory):
 def test_saving_in_line_stores_a_batch_before_run_next_returns(service_factory):
     with service_factory.sessions() as session:
         add_job(session, 3)
-    service = service_factory(save_beside=False)
+    service = service_factory(overlap=False)
     assert service.run_next("tiny") == 3
     rows = _rows(service_factory.sessions)  # no flush: nothing was left to the saver thread
     assert [row.status for row in rows] == ["succeeded"] * 3 and all(row.object_key for row in rows)
     assert not service._pending
-
-
-def _running_tokens(sessions) -> set[str]:
-    with sessions() as session:
-        return set(session.scalars(select(Image.lease_token).where(Image.status == "running")))
 
 
 def _queued(sessions) -> int:
@@ -179,35 +174,42 @@ def _queued(sessions) -> int:
 
 
 class WatchingRunner(DiffusersRunner):
-    """The real runner; as each batch ends it notes how many batches this worker holds (the one
-    rendering plus the one claimed ahead), and it fails the batch numbered `fail_at`."""
+    """The real runner; as each batch ends it notes how many images are still queued, having given
+    a claim ahead (made on its own thread, with overlap) time to land, and it fails the batch numbered `fail_at`."""
 
     sessions = None
     fail_at: int | None = None
+    expect_claim_ahead = True
 
     def generate(self, request, on_progress):
-        self.held = getattr(self, "held", [])
+        self.queued_at_end = getattr(self, "queued_at_end", [])
+        queued_before = _queued(self.sessions)
         output = super().generate(request, on_progress)
-        deadline = time.monotonic() + 10  # the claim ahead runs on its own thread: give it time
-        while len(_running_tokens(self.sessions)) < 2 and _queued(self.sessions) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 10
+        waiting = self.expect_claim_ahead and queued_before
+        while waiting and _queued(self.sessions) == queued_before and time.monotonic() < deadline:
             time.sleep(0.02)
-        self.held.append(len(_running_tokens(self.sessions)))
-        if len(self.held) == self.fail_at:
+        self.queued_at_end.append(_queued(self.sessions))
+        if len(self.queued_at_end) == self.fail_at:
             raise RuntimeError("boom")
         return output
 
 
-def test_one_message_renders_batches_back_to_back_claiming_each_next_one_during_the_render(service_factory):
+@pytest.mark.parametrize(("overlap", "queued_at_end"), [(True, [2, 0, 0]), (False, [6, 2, 0])])
+def test_one_message_renders_batches_back_to_back_claiming_the_next_during_the_render_with_overlap(
+    service_factory, overlap, queued_at_end
+):
     with service_factory.sessions() as session:
         add_job(session, 10)
-    # Saving in line: a batch saved beside the next one could still be running when that one ends.
-    service = service_factory(WatchingRunner, save_beside=False)
-    service.runner.sessions = service_factory.sessions
+    service = service_factory(WatchingRunner, overlap=overlap)
+    service.runner.sessions, service.runner.expect_claim_ahead = service_factory.sessions, overlap
     assert service.run_next("tiny") == 10
     service.flush()
     rows = _rows(service_factory.sessions)
     assert {row.status for row in rows} == {"succeeded"} and len({row.lease_token for row in rows}) == 3
-    assert service.runner.held == [2, 2, 1]  # batches 1 and 2 ended with their successor already claimed
+    # With overlap, batches 1 and 2 ended with their successor already claimed; without it, each
+    # successor is claimed only once its predecessor is done.
+    assert service.runner.queued_at_end == queued_at_end
 
 
 def test_a_chain_ends_at_its_time_limit(service_factory):

@@ -66,6 +66,7 @@ def farm_images_per_second(farm: BenchFarm, images: int, steps: int, size: int) 
     job = farm.wait_for_job(response.json()["id"], interval=0.5)
     assert job["status"] == "succeeded", job
     farm_cpu = farm.cpu_seconds() - cpu_before
+    farm.settle(job["model"])
     with farm.sessions() as session:
         rows = list(session.scalars(select(Image).where(Image.job_id == job["id"])))
     finished = max(row.finished_at.timestamp() for row in rows)

@@ -5,12 +5,15 @@ The processes are started by `sdfarm.farm_processes`, the same helper the tests 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import psutil
+import redis
 from sqlalchemy import select
 
 from models.db import make_engine, make_session_factory
+from models.queue import queue_name
 from models.settings import Settings
 from models.worker_record import WorkerRecord
 from sdfarm.farm_processes import ApiProcess, WorkerFleet
@@ -78,6 +81,15 @@ class BenchFarm:
         roots = [fleet.process for fleet in self.fleets] + [self.api.process if self.api else None]
         pids = [process.pid for process in roots + [self.redis.process] if process is not None]
         return sum(tree_cpu_seconds(pid) for pid in pids)
+
+    def settle(self, model: str, timeout: float = 30) -> None:
+        """Wait until no message for `model` is left in Redis, and the last one taken has run: a job's
+        leftover messages run as tasks that find nothing to claim, and would weigh on what is timed next."""
+        queue = redis.Redis.from_url(self.redis.url)
+        deadline = time.monotonic() + timeout
+        while queue.llen(queue_name(model)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
 
     def stop_workers(self) -> None:
         """Warm-stop every `sdfarm worker` started so far."""

@@ -28,7 +28,7 @@ def needs_own_encoding(pipeline, texts: list[str], clip_skip: int | None, is_xl:
     """True when diffusers' encoder would cut a prompt or cannot apply clip skip to this encoder."""
     if clip_skip is not None and not is_xl:
         return True
-    return any(token_count(pipeline.tokenizer, text) > CHUNK for text in texts if text)
+    return any(token_count(pipeline.tokenizer, text) > CHUNK for text in set(texts) if text)
 
 
 def _chunks(tokenizer, text: str, count: int) -> list[list[int]]:

@@ -131,6 +131,8 @@ class RenderService:
         handed_over = False
         try:
             rendered = self._render(claim, lease, ahead)
+            if ahead is not None:
+                ahead.start()  # without overlap: the next batch is claimed while this one is saved
             self._save_slots.acquire()
             handed_over = True
             if not self.overlap:

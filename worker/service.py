@@ -11,6 +11,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import lru_cache
 
 from PIL import Image as PILImage
+from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import lifecycle
@@ -114,10 +116,13 @@ class RenderService:
             max_batch=self.max_batch,
             lease_seconds=self.lease_seconds,
         )
-        lifecycle.continue_work(self.sessions, self.queue, model=model)
-        if claim is None:
-            return None
-        return claim, LeaseKeeper(self.sessions, claim.token, self.lease_seconds).start()
+        held = None if claim is None else (claim, LeaseKeeper(self.sessions, claim.token, self.lease_seconds).start())
+        try:
+            lifecycle.continue_work(self.sessions, self.queue, model=model)
+        except (RedisError, OperationalError) as error:
+            # The claim stands and is rendered; the reaper publishes for queued work left without a message.
+            log.warning("could not publish for the rest of %s's queue: %s", model, error)
+        return held
 
     def _run_batch(self, claim: Claim, lease: LeaseKeeper, ahead: _ClaimAhead | None) -> int:
         """Render one claimed batch and hand it to the saver; returns how many images it rendered."""

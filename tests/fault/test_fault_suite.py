@@ -53,7 +53,9 @@ def private_farm(tmp_path, models_dir):
 
 @pytest.mark.timeout(max(900, IMAGES * 15))  # a loaded machine renders slowly; the suite's 600 s is for one test
 def test_job_survives_faults_spread_over_the_whole_run(private_farm, tmp_path):
-    settings = private_farm["settings"].model_copy(update={"runner": "tests.fault.runners:PacedRunner"})
+    # Paced like a GPU, so the workers also work as a GPU worker does: saving and claiming beside the render.
+    paced = {"runner": "tests.fault.runners:PacedRunner", "overlap": "true"}
+    settings = private_farm["settings"].model_copy(update=paced)
     fleet = private_farm["fleet"] = WorkerFleet(
         settings, tmp_path / "workers.log", "--gpus", "none", "--cpu-workers", "2", SDFARM_FAULT_IMAGE_SECONDS=PACE
     )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 import time
 
 import pytest
+import redis
 import torch
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
@@ -235,3 +237,15 @@ def test_a_failed_batch_gives_back_the_claim_made_ahead_of_it(service_factory):
         ("queued", 0)
     ] * 2
     assert rows[4].error == "RuntimeError: boom" and rows[8].error is None
+
+
+def test_a_broker_down_after_a_claim_leaves_the_claim_rendered_not_orphaned(service_factory):
+    with service_factory.sessions() as session:
+        add_job(session, 3)
+    service = service_factory()
+    with socket.socket() as probe:  # a port nobody listens on: Redis is down
+        probe.bind(("127.0.0.1", 0))
+        service.queue.redis = redis.Redis(port=probe.getsockname()[1], socket_connect_timeout=1)
+    assert service.run_next("tiny") == 3
+    service.flush()
+    assert [row.status for row in _rows(service_factory.sessions)] == ["succeeded"] * 3

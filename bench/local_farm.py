@@ -85,10 +85,10 @@ class BenchFarm:
     def settle(self, model: str, timeout: float = 30) -> None:
         """Wait until no message for `model` is left in Redis, and the last one taken has run: a job's
         leftover messages run as tasks that find nothing to claim, and would weigh on what is timed next."""
-        queue = redis.Redis.from_url(self.redis.url)
         deadline = time.monotonic() + timeout
-        while queue.llen(queue_name(model)) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        with redis.Redis.from_url(self.redis.url) as queue:
+            while queue.llen(queue_name(model)) and time.monotonic() < deadline:
+                time.sleep(0.05)
         time.sleep(0.2)
 
     def stop_workers(self) -> None:

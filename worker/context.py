@@ -296,7 +296,8 @@ def overlaps(setting: str, device: str) -> bool:
 
     On a GPU that work would otherwise leave the device idle. On the CPU the renderer's OpenMP
     threads hold every core, and any thread beside them stalls both (each waits for the other at
-    every parallel region's end): in line, the farm came from 0.78 to 0.88 of the plain loop.
+    every parallel region's end): in line, the CPU renderer came from 0.81-0.86 to 0.88-0.93 of
+    the plain loop's speed (BENCHMARKS.md).
     """
     return device.startswith("cuda") if setting == "auto" else setting == "true"
 

@@ -2,10 +2,11 @@
 
 `sdfarm bench gpu-farm` compares the plain diffusers loop with the whole farm (separate API and
 worker processes). This narrows a gap down: the worker's `RenderService`, built by its real
-`WorkerContext` (claims in SQLite, Redis messages, chained batches with the next one claimed
-ahead, PNGs, thumbnails and rows saved) renders in the bench's own process, in blocks that
-alternate with blocks of the plain loop, so both sides meet the same neighbours. A ratio near 1
-here and lower in `gpu-farm` puts the loss in running as separate processes, not in the worker's code.
+`WorkerContext` (claims in SQLite, Redis messages, chained batches, each one's successor claimed
+during its render with `--overlap true`, PNGs, thumbnails and rows saved) renders in the bench's
+own process, in blocks that alternate with blocks of the plain loop, so both sides meet the same
+neighbours. A ratio near 1 here and lower in `gpu-farm` puts the loss in running as separate
+processes, not in the worker's code.
 """
 
 from __future__ import annotations

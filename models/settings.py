@@ -8,8 +8,16 @@ import socket
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Settings that take one of a few words: each word allowed, in the order the error message lists them.
+CHOICES = {
+    "auth": ("auto", "on", "off"),
+    "overlap": ("auto", "true", "false"),
+    "nsfw_display": ("blur", "hide", "show"),
+    "log_format": ("plain", "json"),
+}
 
 
 class Settings(BaseSettings):
@@ -113,32 +121,12 @@ class Settings(BaseSettings):
         default=None, max_length=64, description="This machine's name in worker names; default its host name."
     )
 
-    @field_validator("auth")
+    @field_validator(*CHOICES)
     @classmethod
-    def _known_auth_mode(cls, value: str) -> str:
-        if value not in {"auto", "on", "off"}:
-            raise ValueError("SDFARM_AUTH must be auto, on or off")
-        return value
-
-    @field_validator("overlap")
-    @classmethod
-    def _known_overlap(cls, value: str) -> str:
-        if value not in {"auto", "true", "false"}:
-            raise ValueError("SDFARM_OVERLAP must be auto, true or false")
-        return value
-
-    @field_validator("nsfw_display")
-    @classmethod
-    def _known_nsfw_display(cls, value: str) -> str:
-        if value not in {"blur", "hide", "show"}:
-            raise ValueError("SDFARM_NSFW_DISPLAY must be blur, hide or show")
-        return value
-
-    @field_validator("log_format")
-    @classmethod
-    def _known_log_format(cls, value: str) -> str:
-        if value not in {"plain", "json"}:
-            raise ValueError("SDFARM_LOG_FORMAT must be plain or json")
+    def _known_choice(cls, value: str, info: ValidationInfo) -> str:
+        allowed = CHOICES[info.field_name]
+        if value not in allowed:
+            raise ValueError(f"SDFARM_{info.field_name.upper()} must be {', '.join(allowed[:-1])} or {allowed[-1]}")
         return value
 
     @field_validator("webhook_secret")

@@ -135,6 +135,7 @@ class WorkerContext:
         if choice.name in COMPILED:
             # At the served shape, also after a search: switching configurations may have invalidated its graphs.
             self._warm_up(runner, shape)
+            runner.compiled_shapes_only()
         elif not (choice.tuned and not choice.from_cache):  # a search has already run the model
             self._warm_up(runner, None)
         self.startup["warm_up_seconds"] = round(time.perf_counter() - started, 3)

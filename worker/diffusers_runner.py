@@ -16,7 +16,7 @@ from worker.loader import load_pipeline
 from worker.lora import LoraSwitcher
 from worker.prompt_encoding import encode_prompts, needs_own_encoding
 from worker.runner import GpuOutOfMemoryError, PipelineRunner, ProgressCallback, RenderOutput, RenderRequest
-from worker.tuning import CONFIGURATIONS
+from worker.tuning import COMPILED, CONFIGURATIONS
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class DiffusersRunner(PipelineRunner):
         """
         if name not in CONFIGURATIONS:
             raise ValueError(f"unknown configuration {name!r}; expected one of {', '.join(CONFIGURATIONS)}")
+        torch.compiler.set_stance("default")  # a candidate compiles at its first call (see compiled_shapes_only)
         memory_format = torch.channels_last if name.endswith("channels_last") else torch.contiguous_format
         self._eager_unet.to(memory_format=memory_format)
         self.pipeline.vae.to(memory_format=memory_format)
@@ -71,6 +72,17 @@ class DiffusersRunner(PipelineRunner):
         # Image-to-image and inpainting pipelines are built from the components: build them again.
         self._derived.clear()
         self.configuration = name
+
+    def compiled_shapes_only(self) -> None:
+        """From now on, a call at a shape no compiled graph covers runs eager instead of compiling one.
+
+        Compiled graphs are specialised to the (batch, size) they were warmed up at. Without this, a
+        job's smaller last batch, another size or a LoRA would compile a new graph in the middle of a
+        job: tens of seconds on a GPU, a minute on the CPU, for one batch. The served shape keeps its
+        compiled graph; the stance is the process's, and only the UNet is compiled in a worker.
+        """
+        if self.configuration in COMPILED:
+            torch.compiler.set_stance("eager_on_recompile")
 
     def _scheduler_for(self, sampler_name: str):
         import diffusers

@@ -161,3 +161,33 @@ def test_the_diffusers_runner_switches_memory_format_and_back(models_dir):
     assert weight.is_contiguous() and runner.pipeline.unet is runner._eager_unet
     with pytest.raises(ValueError, match="unknown configuration 'fastest'"):
         runner.configure("fastest")
+
+
+def test_a_compiled_unet_keeps_its_warmed_shape_and_runs_other_shapes_eager(models_dir):
+    """Real torch.compile on the CPU (a minute on two cores, seconds with a warm Inductor cache)."""
+    from torch._dynamo.utils import counters
+
+    from models.catalog import ModelEntry
+    from worker.diffusers_runner import DiffusersRunner
+
+    runner = DiffusersRunner(ModelEntry("tiny", models_dir / "tiny", "diffusers"), "cpu")
+    served = RenderRequest(["a cat", "a dog"], ["", ""], [1, 2], 2, 7.5, 64, 64, "euler")
+    smaller = RenderRequest(["a cat"], [""], [1], 2, 7.5, 64, 64, "euler")  # a job's last batch, say
+    eager_served = runner.generate(served, lambda _: None).images
+    eager_smaller = runner.generate(smaller, lambda _: None).images[0].tobytes()
+    graphs_before = counters["stats"]["unique_graphs"]
+    try:
+        runner.configure("compile")
+        compiled_served = runner.generate(served, lambda _: None).images  # the warm-up: compiles
+        graphs = counters["stats"]["unique_graphs"]
+        assert graphs > graphs_before and not counters["graph_break"]
+        for eager, compiled in zip(eager_served, compiled_served, strict=True):
+            assert max(abs(a - b) for a, b in zip(eager.tobytes(), compiled.tobytes(), strict=True)) <= 3
+
+        runner.compiled_shapes_only()
+        assert runner.generate(smaller, lambda _: None).images[0].tobytes() == eager_smaller
+        assert counters["stats"]["unique_graphs"] == graphs  # ran eager: no graph compiled mid-job
+        runner.generate(served, lambda _: None)
+        assert counters["stats"]["unique_graphs"] == graphs  # the served shape keeps its graph
+    finally:
+        runner.configure("eager")  # also sets the process's compile stance back for other tests

@@ -67,6 +67,19 @@ def get_board(board_id: int) -> Response:
     return jsonify(board_out(board, curation.board_counts(db(), [board.id])[board.id]).model_dump(mode="json"))
 
 
+def rename_board(board_id: int) -> Response:
+    """PATCH /api/v1/boards/<id> with {"name"}: the board renamed; 409 when the caller has one of that name."""
+    board = find_board(board_id)
+    board.name = parse_body(BoardIn).name
+    session = db()
+    try:
+        session.commit()
+    except IntegrityError:  # the same unique constraint as a create's
+        session.rollback()
+        raise ApiError(409, "a board of this name exists", [{"field": "name", "reason": "already taken"}]) from None
+    return jsonify(board_out(board, curation.board_counts(session, [board.id])[board.id]).model_dump(mode="json"))
+
+
 def delete_board(board_id: int) -> Response:
     """DELETE /api/v1/boards/<id>: the board goes, its images stay; answers the board as it was."""
     board = find_board(board_id)

@@ -198,6 +198,14 @@ API_ROUTES: tuple[Route, ...] = (
     Route("/api/v1/boards/<id:board_id>", ("GET",), boards.get_board, "One board", response=schemas.BoardOut),
     Route(
         "/api/v1/boards/<id:board_id>",
+        ("PATCH",),
+        boards.rename_board,
+        "Rename a board",
+        request=schemas.BoardIn,
+        response=schemas.BoardOut,
+    ),
+    Route(
+        "/api/v1/boards/<id:board_id>",
         ("DELETE",),
         boards.delete_board,
         "Delete a board (its images stay)",

@@ -362,7 +362,7 @@ class ImagePatchIn(BaseModel):
 
 
 class BoardIn(BaseModel):
-    """A new board."""
+    """A board's name, when it is made or renamed."""
 
     model_config = {"extra": "forbid"}
 

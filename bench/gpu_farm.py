@@ -175,7 +175,10 @@ def run(
         farm.start_api(processes=2)
         cold = {"first": _worker_start(farm, gpus)}
         sides = {"plain": PlainLoop(model_dir, device), "runner": RunnerAlone(model_dir, device)}
-        for side in sides.values():  # their warm-up, as the worker's
+        # The runner alone runs as the worker chose to (eager, compiled...): farm/runner is then what
+        # the farm itself costs, runner/plain what the configuration gains.
+        sides["runner"].runner.configure(cold["first"]["configuration"].get("name", "eager"))
+        for side in sides.values():  # their warm-up at the served shape, as the worker's
             side.render([PROMPTS[i % len(PROMPTS)] for i in range(batch)], list(range(batch)), 2, size)
         measured: dict[str, list[float]] = {"plain": [], "runner": [], "farm": []}
         cpu_ms: dict[str, list[float]] = {"plain": [], "runner": [], "farm": []}
@@ -205,6 +208,9 @@ def run(
         )
         for side in ("runner", "farm")
     }
+    ratio["farm_over_runner"] = _spread(
+        [farm / runner for farm, runner in zip(measured["farm"], measured["runner"], strict=True)]
+    )
     # On the CPU the farm's CPU work per image against the plain loop's, measured per round: what
     # the farm adds, whatever share of the machine its neighbours took meanwhile.
     ratio["farm_cpu_over_plain_cpu"] = _spread(

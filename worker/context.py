@@ -158,10 +158,9 @@ class WorkerContext:
         device = pick_device(self.settings.device)
         if device == "cpu":
             torch.set_num_threads(self.settings.cpu_threads or os.cpu_count() or 1)
-        else:
-            # Compiled kernels (the `compile` setting and the tuning's compiled candidates) outlive the process.
-            cache = self.settings.data_dir.resolve() / "compile-cache"
-            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache))
+        # Compiled kernels (the `compile` setting and the tuning's compiled candidates) outlive the process.
+        cache = self.settings.data_dir.resolve() / "compile-cache"
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache))
         runner = DiffusersRunner(entry, device, lora_dir, compile_unet=self.settings.compile)
         self.startup["load_seconds"] = round(time.perf_counter() - started, 3)
         return runner

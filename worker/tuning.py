@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 # fixed (batch, size) UNet call as one CUDA graph.
 CONFIGURATIONS = ("eager", "channels_last", "compile", "compile_channels_last", "cuda_graphs")
 
+# Timed work per candidate: two calls of a GPU batch take seconds, two of a small CPU batch under one,
+# where a neighbour's burst could decide between candidates that differ by 20%.
+MIN_TIMED_SECONDS = 3.0
+
 
 @dataclass(frozen=True)
 class Shape:
@@ -150,11 +154,14 @@ def untuned(name: str = "eager") -> Choice:
     return Choice(name=name, images_per_second=None, tuned=False)
 
 
-def time_batches(run_batch: Callable[[], None], batch: int, repeats: int = 2) -> float:
-    """Images/s of `run_batch` after one untimed call (which pays for compilation and caches)."""
+def time_batches(
+    run_batch: Callable[[], None], batch: int, repeats: int = 2, min_seconds: float = MIN_TIMED_SECONDS
+) -> float:
+    """Images/s of `run_batch` after one untimed call (which pays for compilation and caches): the median
+    of at least `repeats` calls, and of as many more as `min_seconds` of timed work takes (at most 20)."""
     run_batch()
-    timings = []
-    for _ in range(repeats):
+    timings: list[float] = []
+    while len(timings) < repeats or (sum(timings) < min_seconds and len(timings) < 20):
         started = time.perf_counter()
         run_batch()
         timings.append(time.perf_counter() - started)

@@ -94,6 +94,23 @@ def test_board_names_are_unique_and_bounded(client):
     assert client.post(f"/api/v1/boards/{2**62}/images", json={"image_ids": [1]}).status_code == 404
 
 
+def test_a_board_is_renamed_with_its_images_and_a_taken_name_changes_nothing(client, rows):
+    board = client.post("/api/v1/boards", json={"name": "cats"}).json["id"]
+    client.post("/api/v1/boards", json={"name": "dogs"})
+    client.post(f"/api/v1/boards/{board}/images", json={"image_ids": rows[:2]})
+    renamed = client.patch(f"/api/v1/boards/{board}", json={"name": " felines "})
+    assert renamed.status_code == 200 and (renamed.json["name"], renamed.json["images"]) == ("felines", 2)
+    assert [b["name"] for b in client.get("/api/v1/boards").json["boards"]] == ["dogs", "felines"]
+    taken = client.patch(f"/api/v1/boards/{board}", json={"name": "dogs"})
+    assert taken.status_code == 409 and taken.json["error"]["fields"][0]["field"] == "name"
+    assert client.get(f"/api/v1/boards/{board}").json["name"] == "felines"
+    for body in [{"name": ""}, {"name": "x" * 101}, {}, {"name": "ok", "color": "red"}]:
+        response = client.patch(f"/api/v1/boards/{board}", json=body)
+        assert response.status_code == 422, body
+    assert client.patch(f"/api/v1/boards/{2**62}", json={"name": "x"}).status_code == 404
+    assert set(listed(client, f"board_id={board}")) == set(rows[:2])
+
+
 def test_bulk_actions_on_a_query_touch_only_its_matches(client, rows):
     rated = client.post("/api/v1/images/bulk", json={"action": "rate", "rating": 1, "query": {"q": "cat"}})
     assert rated.status_code == 200 and rated.json["matched"] == 3  # the queued cat is not succeeded
@@ -202,6 +219,7 @@ def test_tenants_curate_only_their_own(app, client, sessions):
     board = client.post("/api/v1/boards", json={"name": "mine"}, headers=bob).json["id"]
     assert client.post("/api/v1/boards", json={"name": "mine"}, headers=alice).status_code == 201  # per tenant
     assert client.get(f"/api/v1/boards/{board}", headers=alice).status_code == 404
+    assert client.patch(f"/api/v1/boards/{board}", json={"name": "hers"}, headers=alice).status_code == 404
     steal = client.post(f"/api/v1/boards/{board}/images", json={"image_ids": alices}, headers=alice)
     assert steal.status_code == 404
     onto_own = client.post(f"/api/v1/boards/{board}/images", json={"image_ids": alices + bobs}, headers=bob)
@@ -240,5 +258,5 @@ def test_the_readme_curation_examples_answer_as_written(client, sessions):
             if "..." not in value:
                 assert response.json[key] == json.loads(value), (line, key)
         ran += 1
-    assert ran == 6
+    assert ran == 7
     assert listed(client) == list(range(8, 0, -1))  # the undo brought 5 and 6 back

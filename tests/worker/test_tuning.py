@@ -9,7 +9,7 @@ import pytest
 
 from worker.context import choose_configuration
 from worker.runner import PipelineRunner, RenderOutput, RenderRequest
-from worker.tuning import CONFIGURATIONS, Candidate, ChoiceCache, Shape, tune, tuning_candidates
+from worker.tuning import CONFIGURATIONS, Candidate, ChoiceCache, Shape, time_batches, tune, tuning_candidates
 
 KEY = {"gpu": "H200", "driver": "580", "torch": "2.11", "model_hash": "abc", "shape": [8, 512, 512, 30]}
 
@@ -85,6 +85,20 @@ def test_when_every_candidate_fails_eager_runs_and_nothing_is_cached(tmp_path):
     choice = tune(fakes.candidates(), fakes.measure, cache, KEY)
     assert choice.name == "eager" and choice.images_per_second is None and fakes.applied[-1] == "eager"
     assert cache.get(KEY) is None
+
+
+def test_a_short_batch_is_timed_over_enough_calls_to_outlast_a_burst():
+    calls = []
+
+    def batch():
+        calls.append(time.perf_counter())
+        time.sleep(0.01)
+
+    assert 2 / 0.03 < time_batches(batch, 2, min_seconds=0.1) < 2 / 0.01
+    assert len(calls) >= 1 + 10  # the untimed first call, then 0.1 s of timed ones
+    calls.clear()
+    time_batches(lambda: (calls.append(1), time.sleep(0.06)), 1, min_seconds=0.1)
+    assert len(calls) == 1 + 2  # long calls: the two repeats already outlast min_seconds
 
 
 def test_which_candidates_a_worker_tries():

@@ -38,6 +38,7 @@ from worker.tuning import (
     tune,
     tuning_candidates,
     untuned,
+    warm_up_samplers,
 )
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,8 @@ class WorkerContext:
         started = time.perf_counter()
         if choice.name in COMPILED:
             # At the served shape, also after a search: switching configurations may have invalidated its graphs.
-            self._warm_up(runner, shape)
+            for sampler in warm_up_samplers(entry.defaults.sampler):
+                self._warm_up(runner, shape, sampler)
             runner.compiled_shapes_only()
         elif not (choice.tuned and not choice.from_cache):  # a search has already run the model
             self._warm_up(runner, None)
@@ -166,7 +168,7 @@ class WorkerContext:
         return runner
 
     @staticmethod
-    def _warm_up(runner, shape: Shape | None) -> None:
+    def _warm_up(runner, shape: Shape | None, sampler: str = "euler") -> None:
         """One call so the first real batch does not pay for lazy initialisation: at the served shape for a
         compiled configuration (its kernels are specialised to it), else at the smallest useful size."""
         from PIL import Image as PILImage
@@ -175,7 +177,7 @@ class WorkerContext:
 
         batch, width, height, steps = (shape.batch, shape.width, shape.height, 2) if shape else (1, 64, 64, 1)
         request = RenderRequest(
-            ["warm-up"] * batch, [""] * batch, list(range(batch)), steps, 7.5, width, height, "euler"
+            ["warm-up"] * batch, [""] * batch, list(range(batch)), steps, 7.5, width, height, sampler
         )
         if getattr(runner, "inpainting", False):  # such a model can only inpaint
             grey, everything = PILImage.new("RGB", (width, height), "grey"), PILImage.new("L", (width, height), 255)

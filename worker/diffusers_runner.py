@@ -74,12 +74,13 @@ class DiffusersRunner(PipelineRunner):
         self.configuration = name
 
     def compiled_shapes_only(self) -> None:
-        """From now on, a call at a shape no compiled graph covers runs eager instead of compiling one.
+        """From now on, a call no compiled graph covers runs eager instead of compiling one.
 
-        Compiled graphs are specialised to the (batch, size) they were warmed up at. Without this, a
-        job's smaller last batch, another size or a LoRA would compile a new graph in the middle of a
-        job: tens of seconds on a GPU, a minute on the CPU, for one batch. The served shape keeps its
-        compiled graph; the stance is the process's, and only the UNet is compiled in a worker.
+        Compiled graphs are specialised to what they were warmed up with: the (batch, size) and the
+        kind of timestep (worker.tuning.warm_up_samplers). Without this, a job's smaller last batch,
+        another size, an SDE sampler or a LoRA would compile a new graph in the middle of a job: tens
+        of seconds on a GPU, a minute on the CPU, for one batch. The stance is the process's; only the
+        UNet is compiled in a worker.
         """
         if self.configuration in COMPILED:
             torch.compiler.set_stance("eager_on_recompile")

@@ -172,6 +172,16 @@ def time_batches(
 COMPILED = ("compile", "compile_channels_last", "cuda_graphs")
 
 
+def warm_up_samplers(default: str) -> list[str]:
+    """The samplers a compiled configuration is warmed up with, at the served shape: the model's default,
+    and one of each kind of timestep the UNet is given (Euler's family passes floats, DDIM's integers).
+
+    A graph is compiled per kind; once warm-up is over, a kind no graph covers runs eager (the SDE
+    samplers', whose timesteps differ again) rather than compiling in the middle of a job.
+    """
+    return list(dict.fromkeys([default, "euler", "ddim"]))
+
+
 def tuning_candidates(setting: str, device: str, compiled_at_load: bool) -> list[str]:
     """The configurations warm-up tries, from SDFARM_TUNE: none on the CPU unless listed by name."""
     setting = setting.strip().lower()

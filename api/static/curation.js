@@ -1,4 +1,5 @@
-// sdfarm curation: ratings, selection, bulk actions, boards, delete and undo, keyboard on the image page;
+// sdfarm curation: ratings, selection, bulk actions, boards (made, filled, renamed), delete and undo,
+// keyboard on the image page;
 // and the job form's defaults, which follow the chosen model.
 // A static file (the Content-Security-Policy allows no inline script). It only calls the JSON API;
 // server text is set with textContent, never parsed as HTML.
@@ -414,6 +415,21 @@
     });
   }
 
+  // ---- The board the gallery is filtered by: rename it.
+  function boardBar(form) {
+    form.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const url = "/api/v1/boards/" + encodeURIComponent(form.dataset.boardId);
+      try {
+        const board = await api("PATCH", url, { name: form.elements.name.value });
+        flashNextPage("Board renamed to " + board.name);
+        window.location.reload();
+      } catch (error) {
+        showError(error);
+      }
+    });
+  }
+
   // ---- The job form: the placeholders of left-out fields show the chosen model's defaults.
   function modelDefaults(form) {
     const defaults = JSON.parse(form.dataset.modelDefaults || "{}");
@@ -438,6 +454,8 @@
     document.querySelectorAll("form[data-model-defaults]").forEach(modelDefaults);
     const bar = document.getElementById("selection-bar");
     if (bar) gallery(bar);
+    const boardForm = document.getElementById("board-bar");
+    if (boardForm) boardBar(boardForm);
     const panel = document.getElementById("curate");
     if (panel) imagePage(panel);
     const zoomButton = document.querySelector("[data-zoom]");

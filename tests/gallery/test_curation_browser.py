@@ -167,6 +167,21 @@ def test_boards_made_filled_and_filtered_from_the_page(page, live_farm):
     )
     assert live_farm.api(f"/api/v1/images/{ids[0]}")["boards"] == []
 
+    # Filtered by a board, the gallery can rename it; a taken name is refused and changes nothing.
+    live_farm.http.post(live_farm.base_url + "/api/v1/boards", json={"name": "Taken"}, timeout=10).raise_for_status()
+    page.goto(f"/?board={board['id']}")
+    page.fill("#board-bar input[name=name]", "Taken")
+    page.click("#board-bar button[type=submit]")
+    page.wait_for_selector("#flash.error:not([hidden])")
+    assert "already taken" in page.locator('#flash [data-field="message"]').inner_text()
+    page.fill("#board-bar input[name=name]", "Best of boardword")
+    page.click("#board-bar button[type=submit]")
+    renamed = "() => document.querySelector('#flash [data-field=message]').textContent.startsWith('Board renamed')"
+    page.wait_for_function(renamed)
+    assert page.locator('#flash [data-field="message"]').inner_text() == "Board renamed to Best of boardword"
+    assert page.locator("form.filters select[name=board] option:checked").inner_text() == "Best of boardword"
+    assert live_farm.api(f"/api/v1/boards/{board['id']}")["name"] == "Best of boardword"
+
 
 def test_delete_then_undo(page, live_farm):
     ids = add(live_farm, [f"deleteword {n}" for n in range(4)])

@@ -9,7 +9,16 @@ import pytest
 
 from worker.context import choose_configuration
 from worker.runner import PipelineRunner, RenderOutput, RenderRequest
-from worker.tuning import CONFIGURATIONS, Candidate, ChoiceCache, Shape, time_batches, tune, tuning_candidates
+from worker.tuning import (
+    CONFIGURATIONS,
+    Candidate,
+    ChoiceCache,
+    Shape,
+    time_batches,
+    tune,
+    tuning_candidates,
+    warm_up_samplers,
+)
 
 KEY = {"gpu": "H200", "driver": "580", "torch": "2.11", "model_hash": "abc", "shape": [8, 512, 512, 30]}
 
@@ -177,31 +186,41 @@ def test_the_diffusers_runner_switches_memory_format_and_back(models_dir):
         runner.configure("fastest")
 
 
-def test_a_compiled_unet_keeps_its_warmed_shape_and_runs_other_shapes_eager(models_dir):
-    """Real torch.compile on the CPU (a minute on two cores, seconds with a warm Inductor cache)."""
+def test_a_compiled_unet_serves_what_warm_up_compiled_and_runs_anything_else_eager(models_dir):
+    """Real torch.compile on the CPU (about two minutes on two cores, seconds with a warm Inductor cache)."""
+    import torch
     from torch._dynamo.utils import counters
 
     from models.catalog import ModelEntry
+    from worker.context import WorkerContext
     from worker.diffusers_runner import DiffusersRunner
 
     runner = DiffusersRunner(ModelEntry("tiny", models_dir / "tiny", "diffusers"), "cpu")
-    served = RenderRequest(["a cat", "a dog"], ["", ""], [1, 2], 2, 7.5, 64, 64, "euler")
-    smaller = RenderRequest(["a cat"], [""], [1], 2, 7.5, 64, 64, "euler")  # a job's last batch, say
-    eager_served = runner.generate(served, lambda _: None).images
-    eager_smaller = runner.generate(smaller, lambda _: None).images[0].tobytes()
+
+    def request(batch: int, sampler: str) -> RenderRequest:
+        return RenderRequest(["a cat", "a dog"][:batch], [""] * batch, [1, 2][:batch], 2, 7.5, 64, 64, sampler)
+
+    def pixels(batch: int, sampler: str) -> list[bytes]:
+        return [image.tobytes() for image in runner.generate(request(batch, sampler), lambda _: None).images]
+
+    eager_served, eager_smaller = pixels(2, "dpmpp_2m"), pixels(1, "euler")
     graphs_before = counters["stats"]["unique_graphs"]
     try:
         runner.configure("compile")
-        compiled_served = runner.generate(served, lambda _: None).images  # the warm-up: compiles
+        assert warm_up_samplers("pndm") == ["pndm", "euler", "ddim"]
+        for sampler in warm_up_samplers("pndm"):
+            WorkerContext._warm_up(runner, Shape(batch=2, width=64, height=64, steps=2), sampler)
         graphs = counters["stats"]["unique_graphs"]
-        assert graphs > graphs_before and not counters["graph_break"]
+        assert graphs == graphs_before + 2 and not counters["graph_break"]  # integer and float timesteps
+
+        torch.compiler.set_stance("fail_on_recompile")  # raises unless a warmed graph serves the call
+        compiled_served = pixels(2, "dpmpp_2m")  # integer timesteps, like pndm's
+        pixels(2, "euler_a")  # float timesteps, like euler's
         for eager, compiled in zip(eager_served, compiled_served, strict=True):
-            assert max(abs(a - b) for a, b in zip(eager.tobytes(), compiled.tobytes(), strict=True)) <= 3
+            assert max(abs(a - b) for a, b in zip(eager, compiled, strict=True)) <= 3
 
         runner.compiled_shapes_only()
-        assert runner.generate(smaller, lambda _: None).images[0].tobytes() == eager_smaller
-        assert counters["stats"]["unique_graphs"] == graphs  # ran eager: no graph compiled mid-job
-        runner.generate(served, lambda _: None)
-        assert counters["stats"]["unique_graphs"] == graphs  # the served shape keeps its graph
+        assert pixels(1, "euler") == eager_smaller  # another batch size: eager, exactly
+        assert counters["stats"]["unique_graphs"] == graphs  # and no graph compiled mid-job
     finally:
         runner.configure("eager")  # also sets the process's compile stance back for other tests

@@ -1,22 +1,23 @@
 """Which images an export takes: a list of ids, a job, or the gallery's filters, as one query.
 
 Stored with an export as JSON and turned into SQL on the worker side, so a selection of 100,000
-images travels as a few fields, never as a list of rows. Read in id order, a chunk at a time.
+images travels as a few fields, never as a list of rows. Its filters are the gallery's
+(models/image_query.py), so a filter selects the same images in an export as on the page. Read in
+id order, a chunk at a time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
-from models.board import BoardImage
-from models.image import Image, ImageStatus
-from models.prompt_search import search_for_dialect
+from models.image import Image
+from models.image_query import ImageFilters, select_images
 
 CHUNK = 500
 
@@ -25,7 +26,8 @@ CHUNK = 500
 class ImageSelection:
     """What to export; every field that is set narrows the selection (all of them together).
 
-    `rating` and `board_id` are the curation filters (models/curation.py), applied by `narrow_by_curation`.
+    The names are the export API's (`job_id`, `board_id`, a `rating` number); `filters` turns them
+    into the gallery's filters, which only ever take succeeded images that are not deleted.
     """
 
     image_ids: tuple[int, ...] = ()
@@ -61,44 +63,31 @@ class ImageSelection:
                 values[name] = date.fromisoformat(values[name])
         return cls(**values)
 
-    def query(self, dialect_name: str, scope: int | None, upto: int | None = None) -> Select:
-        """Succeeded images (with a file) that match, for owner `scope` (None: every owner), ids up to `upto`."""
-        query = select(Image).where(Image.status == ImageStatus.SUCCEEDED, Image.object_key.is_not(None))
+    def filters(self) -> ImageFilters:
+        """The gallery's filters that select the same images (status succeeded, deleted ones left out)."""
+        size = f"{self.width}x{self.height}" if self.width is not None and self.height is not None else ""
+        return ImageFilters(
+            q=self.q,
+            job=self.job_id,
+            model=self.model,
+            size=size,
+            seed=self.seed,
+            date_from=self.date_from,
+            date_to=self.date_to,
+            rating="" if self.rating is None else str(self.rating),
+            board=self.board_id,
+        )
+
+    def query(self, dialect_name: str, scope: int | None, upto: int | None = None) -> tuple[Select, ColumnElement[int]]:
+        """Images that match and have a file, for owner `scope` (None: every owner), ids up to `upto`; and
+        the column to order and page them by (equal to images.id)."""
+        query, key = select_images(self.filters(), dialect_name, scope)
+        query = query.where(Image.object_key.is_not(None))
         if upto is not None:
-            query = query.where(Image.id <= upto)
-        if scope is not None:
-            query = query.where(Image.owner_key_id == scope)
+            query = query.where(key <= upto)
         if self.image_ids:
             query = query.where(Image.id.in_(self.image_ids))
-        if self.job_id is not None:
-            query = query.where(Image.job_id == self.job_id)
-        if self.model:
-            query = query.where(Image.model == self.model)
-        if self.width is not None:
-            query = query.where(Image.width == self.width)
-        if self.height is not None:
-            query = query.where(Image.height == self.height)
-        if self.seed is not None:
-            query = query.where(Image.seed == self.seed)
-        # Dates are whole UTC days, both ends included, on when the image was queued (as in the gallery).
-        if self.date_from is not None:
-            query = query.where(Image.queued_at >= datetime.combine(self.date_from, time(), UTC))
-        if self.date_to is not None and self.date_to < date.max:
-            query = query.where(Image.queued_at < datetime.combine(self.date_to + timedelta(days=1), time(), UTC))
-        query = narrow_by_curation(query, self)
-        query, _key = search_for_dialect(dialect_name).apply(query, self.q)
-        return query
-
-
-def narrow_by_curation(query: Select, selection: ImageSelection) -> Select:
-    """Deleted images never export; `rating` and `board_id` narrow as the gallery's filters do."""
-    query = query.where(Image.deleted_at.is_(None))
-    if selection.rating is not None:
-        query = query.where(Image.rating == selection.rating)
-    if selection.board_id is not None:
-        on_board = select(BoardImage.image_id).where(BoardImage.board_id == selection.board_id)
-        query = query.where(Image.id.in_(on_board))
-    return query
+        return query, key
 
 
 def iter_selected(
@@ -111,10 +100,10 @@ def iter_selected(
     """
     dialect = session.get_bind().dialect.name
     for part in _id_slices(selection, chunk):
-        base = part.query(dialect, scope, upto)
+        base, key = part.query(dialect, scope, upto)
         after = 0
         while True:
-            rows = list(session.scalars(base.where(Image.id > after).order_by(Image.id).limit(chunk)))
+            rows = list(session.scalars(base.where(key > after).order_by(key).limit(chunk)))
             yield from rows
             # Forget the rows and end the read transaction: a long export holds neither memory nor a snapshot.
             session.expunge_all()
@@ -129,7 +118,7 @@ def count_selected(session: Session, selection: ImageSelection, scope: int | Non
     dialect = session.get_bind().dialect.name
     total = 0
     for part in _id_slices(selection, CHUNK):
-        ids = part.query(dialect, scope, upto).with_only_columns(Image.id).subquery()
+        ids = part.query(dialect, scope, upto)[0].with_only_columns(Image.id).subquery()
         total += session.scalar(select(func.count()).select_from(ids)) or 0
     return total
 

@@ -150,6 +150,14 @@ def test_a_board_and_a_rating_export_their_images_and_never_deleted_ones(client,
     assert run_export(client, farm, {"format": "zip", "rating": 1})["images"] == 3
     assert run_export(client, farm, {"format": "zip", "rating": -1})["images"] == 2
     assert run_export(client, farm, {"format": "zip", "all": True})["images"] == 5
+    # An export takes what the gallery's list shows for the same filters (one query builds both).
+    for exported, listed in [
+        ({"board_id": board, "rating": 1}, f"board_id={board}&rating=1"),
+        ({"job_id": job.id, "q": "circle", "rating": -1}, f"job_id={job.id}&q=circle&rating=-1"),
+    ]:
+        shown = {image["id"] for image in client.get(f"/api/v1/images?{listed}").json["images"]}
+        export = run_export(client, farm, {"format": "zip", **exported})
+        assert export["images"] == len(shown) > 0, (exported, shown)
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,9 @@ REPO = Path(__file__).resolve().parent.parent
 FINAL_JOB_STATUSES = frozenset({"succeeded", "failed", "canceled"})
 # Given on the command line of the processes that take them, so left out of the environment.
 _COMMAND_LINE_SETTINGS = {"host", "port"}
+# Set in this process by its own import of diffusers (torch's default, under /tmp), not by its user: a
+# child started from a shell would not inherit it, so neither does one started from here.
+_IMPORT_SIDE_EFFECTS = {"TORCHINDUCTOR_CACHE_DIR"}
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -46,7 +49,11 @@ def spawn(args: list[str], settings: Settings, log_path: Path, **extra_env: str)
     with log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
             [sys.executable, "-m", "sdfarm.cli", *args],
-            env={**os.environ, **settings_env(settings), **extra_env},
+            env={
+                **{name: value for name, value in os.environ.items() if name not in _IMPORT_SIDE_EFFECTS},
+                **settings_env(settings),
+                **extra_env,
+            },
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -149,6 +149,9 @@ class WorkerContext:
         return runner
 
     def _diffusers_runner(self, entry: ModelEntry, lora_dir: Path) -> PipelineRunner:
+        # Compiled kernels (the `compile` setting and the tuning's compiled candidates) outlive the process.
+        # Set before torch and diffusers are imported: importing diffusers sets it to torch's default (/tmp).
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.settings.data_dir.resolve() / "compile-cache"))
         started = time.perf_counter()
         import torch
 
@@ -160,9 +163,6 @@ class WorkerContext:
         device = pick_device(self.settings.device)
         if device == "cpu":
             torch.set_num_threads(self.settings.cpu_threads or os.cpu_count() or 1)
-        # Compiled kernels (the `compile` setting and the tuning's compiled candidates) outlive the process.
-        cache = self.settings.data_dir.resolve() / "compile-cache"
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache))
         runner = DiffusersRunner(entry, device, lora_dir, compile_unet=self.settings.compile)
         self.startup["load_seconds"] = round(time.perf_counter() - started, 3)
         return runner

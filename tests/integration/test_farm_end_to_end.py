@@ -57,6 +57,8 @@ def test_bulk_job_runs_to_success_with_files_rows_and_batches(farm):
         assert len(batches) == 3
         worker = session.scalars(select(WorkerRecord)).one()
         assert worker.model_loads == 1
+    # Inductor's cache is the data directory's: the worker set it before importing torch and diffusers.
+    assert (farm.settings.data_dir / "compile-cache").is_dir()
 
 
 def test_image_in_a_batch_equals_the_same_seed_rendered_alone(farm):

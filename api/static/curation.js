@@ -1,6 +1,5 @@
 // sdfarm curation: ratings, selection, bulk actions, boards (made, filled, renamed), delete and undo,
-// keyboard on the image page;
-// and the job form's defaults, which follow the chosen model.
+// keyboard on the image page.
 // A static file (the Content-Security-Policy allows no inline script). It only calls the JSON API;
 // server text is set with textContent, never parsed as HTML.
 "use strict";
@@ -430,28 +429,8 @@
     });
   }
 
-  // ---- The job form: the placeholders of left-out fields show the chosen model's defaults.
-  function modelDefaults(form) {
-    const defaults = JSON.parse(form.dataset.modelDefaults || "{}");
-    const choice = form.querySelector("[data-model-choice]");
-    if (!choice) return;
-    const show = function () {
-      const chosen = defaults[choice.value || form.dataset.defaultModel];
-      if (!chosen) return;
-      for (const name of ["steps", "guidance_scale", "width", "height"]) {
-        const input = form.querySelector('[name="' + name + '"]');
-        if (input) input.placeholder = String(chosen[name]);
-      }
-      const sampler = form.querySelector('select[name="scheduler"] option[value=""]');
-      if (sampler) sampler.textContent = "model default (" + chosen.sampler + ")";
-    };
-    choice.addEventListener("change", show);
-    show();
-  }
-
   document.addEventListener("DOMContentLoaded", function () {
     restoreFlash();
-    document.querySelectorAll("form[data-model-defaults]").forEach(modelDefaults);
     const bar = document.getElementById("selection-bar");
     if (bar) gallery(bar);
     const boardForm = document.getElementById("board-bar");

@@ -211,8 +211,28 @@
     });
   }
 
+  // The job form: the placeholders of left-out fields show the chosen model's defaults.
+  function modelDefaults(form) {
+    const defaults = JSON.parse(form.dataset.modelDefaults || "{}");
+    const choice = form.querySelector("[data-model-choice]");
+    if (!choice) return;
+    const show = function () {
+      const chosen = defaults[choice.value || form.dataset.defaultModel];
+      if (!chosen) return;
+      for (const name of ["steps", "guidance_scale", "width", "height"]) {
+        const input = form.querySelector('[name="' + name + '"]');
+        if (input) input.placeholder = String(chosen[name]);
+      }
+      const sampler = form.querySelector('select[name="scheduler"] option[value=""]');
+      if (sampler) sampler.textContent = "model default (" + chosen.sampler + ")";
+    };
+    choice.addEventListener("change", show);
+    show();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("form[data-drop-empty]").forEach(dropEmptyFields);
+    document.querySelectorAll("form[data-model-defaults]").forEach(modelDefaults);
     document.querySelectorAll("[data-infinite-scroll]").forEach(infiniteScroll);
     document.querySelectorAll("button[data-copy-from]").forEach(copyButton);
     document.querySelectorAll("button[data-cancel-url]").forEach(cancelButton);

@@ -104,10 +104,14 @@ def test_a_board_is_renamed_with_its_images_and_a_taken_name_changes_nothing(cli
     taken = client.patch(f"/api/v1/boards/{board}", json={"name": "dogs"})
     assert taken.status_code == 409 and taken.json["error"]["fields"][0]["field"] == "name"
     assert client.get(f"/api/v1/boards/{board}").json["name"] == "felines"
-    for body in [{"name": ""}, {"name": "x" * 101}, {}, {"name": "ok", "color": "red"}]:
+    bad = [{"name": ""}, {"name": "x" * 101}, {"name": "a\x00b"}, {"name": 2**70}, {"name": "x" * 100_000}]
+    for body in bad:
         response = client.patch(f"/api/v1/boards/{board}", json=body)
-        assert response.status_code == 422, body
+        assert response.status_code == 422 and response.json["error"]["fields"][0]["field"] == "name", body
+    for body in [{}, {"name": "ok", "color": "red"}]:
+        assert client.patch(f"/api/v1/boards/{board}", json=body).status_code == 422, body
     assert client.patch(f"/api/v1/boards/{2**62}", json={"name": "x"}).status_code == 404
+    assert client.patch(f"/api/v1/boards/{2**70}", json={"name": "x"}).status_code == 404
     assert set(listed(client, f"board_id={board}")) == set(rows[:2])
 
 

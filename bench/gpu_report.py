@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 
 NOT_MEASURED = "not measured"
+# What scripts/gpu-check.sh sweeps (bench.gpu_throughput --variants).
+SWEEP_VARIANTS = ("eager", "channels_last", "fused_qkv")
 
 
 def _figure(value, digits: int = 2) -> str:
@@ -68,17 +70,22 @@ def cold_start_table(check: dict) -> list[str]:
 
 
 def throughput_table(check: dict) -> list[str]:
-    """The sweep: images/s, UNet iterations/s and the fraction of the dense peak per batch size."""
+    """The sweep: images/s, UNet iterations/s and the fraction of the dense peak per variant and batch
+    size, and how far each variant's pictures are from eager's on the same seeds."""
     lines = [
-        "| batch | images/s | UNet iterations/s | TFLOP per image | fraction of 989 TFLOP/s (target 0.40) |",
-        "| ---: | ---: | ---: | ---: | ---: |",
+        "| variant | batch | images/s | UNet iterations/s | TFLOP per image | fraction of 989 TFLOP/s (target 0.40) "
+        "| max difference from eager (of 255) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    runs = {run["batch"]: run for run in (check.get("gpu-throughput") or {}).get("runs", [])}
-    for batch in (1, 8, 16):
-        run = runs.get(batch, {})
+    measured = (check.get("gpu-throughput") or {}).get("runs", [])
+    runs = {(run.get("variant", "eager"), run["batch"]): run for run in measured}
+    for variant, batch in runs or [(variant, batch) for variant in SWEEP_VARIANTS for batch in (1, 8, 16)]:
+        run = runs.get((variant, batch), {})
         lines.append(
-            f"| {batch} | {_figure(run.get('images_per_second'))} | {_figure(run.get('unet_iterations_per_second'), 1)}"
-            f" | {_figure(run.get('tflop_per_image'))} | {_figure(run.get('fraction_of_h100_bf16_peak'), 3)} |"
+            f"| {variant} | {batch} | {_figure(run.get('images_per_second'))} "
+            f"| {_figure(run.get('unet_iterations_per_second'), 1)} | {_figure(run.get('tflop_per_image'))} "
+            f"| {_figure(run.get('fraction_of_h100_bf16_peak'), 3)} "
+            f"| {_figure(run.get('max_difference_from_eager'), 1)} |"
         )
     return lines
 

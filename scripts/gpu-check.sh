@@ -53,7 +53,8 @@ step gpu-farm-batch-8 210 "$venv_python" -m sdfarm.cli bench gpu-farm --batch 8 
   --tune "$tune" --out "$out/gpu-farm-batch-8.json"
 step gpu-farm-batch-16 150 "$venv_python" -m sdfarm.cli bench gpu-farm --batch 16 --images 32 --rounds 2 --quick \
   --tune "$tune" --out "$out/gpu-farm-batch-16.json"
-step gpu-throughput 120 "$venv_python" -m bench.gpu_throughput --dtype float16 --batches 1,8,16 --steps 30 \
+step gpu-throughput 150 "$venv_python" -m bench.gpu_throughput --dtype float16 --batches 1,8,16 --steps 30 \
+  --variants eager,channels_last,fused_qkv \
   --repeats 2 --out "$out/gpu-throughput.json"
 
 # One JSON of everything: the machine, each step's outcome, and the figures the steps wrote.

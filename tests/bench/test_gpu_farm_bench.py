@@ -54,7 +54,7 @@ def test_the_gpu_tables_are_made_from_the_check_json():
     farm["cold_start"] = {"first": {"seconds_to_ready": 12.34, "configuration": {"name": "cuda_graphs"}}}
     check = {
         "gpu-farm-batch-8": {"gpu_farm": farm},
-        "gpu-throughput": {"runs": [{"batch": 16, "images_per_second": 7.9}]},
+        "gpu-throughput": {"runs": [{"variant": "fused_qkv", "batch": 16, "images_per_second": 7.9}]},
     }
     assert "| 4.50 (4.40 to 4.60) | 0.990 (0.980 to 1.000) | 0.970 (0.960 to 0.980) | 4.500 (4.400 to 4.600) |" in (
         "\n".join(farm_table(check))
@@ -63,7 +63,8 @@ def test_the_gpu_tables_are_made_from_the_check_json():
     assert "| first | 12.3 |" in "\n".join(cold_start_table(check)) and "cuda_graphs" in "\n".join(
         cold_start_table(check)
     )
-    assert "| 16 | 7.90 |" in "\n".join(throughput_table(check))
+    assert "| fused_qkv | 16 | 7.90 |" in "\n".join(throughput_table(check))
+    assert "| channels_last | 8 | not measured |" in "\n".join(throughput_table({}))  # before any GPU run
 
 
 def test_release_folder_assembles_a_loadable_diffusers_folder(tmp_path, monkeypatch):
@@ -98,3 +99,35 @@ def test_the_worker_in_process_bench_runs_both_sides_on_the_same_images():
     for side in ("plain", "worker"):
         assert figures["images_per_second"][side] > 0 and figures["cpu_ms_per_image"][side] > 0, side
     assert figures["worker_over_plain"] > 0
+
+
+def test_the_throughput_sweep_measures_each_variant_against_eager_on_the_same_seeds(tmp_path, monkeypatch):
+    """bench.gpu_throughput on the tiny shapes: one run per variant and batch, each compared with eager's pictures."""
+    import runpy
+    import sys
+
+    out = tmp_path / "sweep.json"
+    arguments = ["--tiny", "--batches", "1,2", "--steps", "2", "--repeats", "1", "--out", str(out)]
+    arguments += ["--variants", "eager,channels_last,fused_qkv"]
+    monkeypatch.setattr(sys, "argv", ["bench.gpu_throughput", *arguments])
+    runpy.run_module("bench.gpu_throughput", run_name="__main__")
+    runs = json.loads(out.read_text())["runs"]
+    assert [(run["variant"], run["batch"]) for run in runs] == [
+        (variant, batch) for variant in ("eager", "channels_last", "fused_qkv") for batch in (1, 2)
+    ]
+    for run in runs:
+        assert run["images_per_second"] > 0, run
+        # The same weights in another layout or with fused projections: the same pictures, to float error.
+        assert run["max_difference_from_eager"] is not None and run["max_difference_from_eager"] < 1, run
+
+
+def test_the_throughput_sweep_names_an_unknown_variant(tmp_path, monkeypatch, capsys):
+    import runpy
+    import sys
+
+    import pytest
+
+    monkeypatch.setattr(sys, "argv", ["bench.gpu_throughput", "--tiny", "--variants", "eager,turbo"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("bench.gpu_throughput", run_name="__main__")
+    assert exit_.value.code == 2 and "unknown variant 'turbo'" in capsys.readouterr().err

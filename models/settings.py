@@ -105,7 +105,8 @@ class Settings(BaseSettings):
     tune: str = Field(
         default="auto",
         description="Warm-up tuning of how a GPU worker runs: auto (every candidate on CUDA, none on the CPU), off, "
-        "or a comma list of eager, channels_last, compile, compile_channels_last, cuda_graphs.",
+        "or a comma list of eager, channels_last, fused_qkv, compile, compile_channels_last, compile_fused_qkv, "
+        "cuda_graphs.",
     )
     object_store: str | None = Field(
         default=None, description="Image store: s3://bucket/prefix, file:///path or a path; default the object dir."

@@ -4,17 +4,18 @@
 #   bash scripts/gpu-check.sh [OUT]  # there, with ./wheelhouse copied beside the checkout
 # Installs the wheels with --no-index into a venv that sees the machine's own CUDA torch
 # (--system-site-packages), then runs tests/gpu, `sdfarm bench gpu-farm` (SD 1.5 architecture built
-# from worker/model_build/release.py, batch 8 and 16) and the throughput sweep, each under a time
+# from worker/model_build/release.py, batch 8 and 16) and the throughput sweep (eager, channels-last
+# and fused QKV projections, each compared with eager on the same seeds), each under a time
 # limit inside an 8-minute deadline (GPU_CHECK_SECONDS), and writes OUT/gpu-check.json and the BENCHMARKS.md tables made from it, OUT/gpu-tables.md
 # (default OUT: gpu-results). Sized for about 8 minutes on an H200 (not yet run on one).
-# GPU_CHECK_TUNE sets the farm worker's SDFARM_TUNE (default: the two eager memory formats, which
+# GPU_CHECK_TUNE sets the farm worker's SDFARM_TUNE (default: the three uncompiled configurations, which
 # tune in seconds; `auto` adds the compiled candidates, minutes more on the first start).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="$(mkdir -p "${1:-gpu-results}" && cd "${1:-gpu-results}" && pwd)"
 log="$out/gpu-check.log"
 python="${PYTHON:-python3}"
-tune="${GPU_CHECK_TUNE:-eager,channels_last}"
+tune="${GPU_CHECK_TUNE:-eager,channels_last,fused_qkv}"
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
 : >"$log"
 steps=()
@@ -56,6 +57,9 @@ step gpu-farm-batch-16 150 "$venv_python" -m sdfarm.cli bench gpu-farm --batch 1
 step gpu-throughput 150 "$venv_python" -m bench.gpu_throughput --dtype float16 --batches 1,8,16 --steps 30 \
   --variants eager,channels_last,fused_qkv \
   --repeats 2 --out "$out/gpu-throughput.json"
+# Batch 1 through CUDA graphs (the UNet compiled in reduce-overhead mode), if the deadline leaves time.
+step gpu-throughput-graphs 150 "$venv_python" -m bench.gpu_throughput --dtype float16 --batches 1 --steps 30 \
+  --variants eager,cuda_graphs --repeats 3 --out "$out/gpu-throughput-graphs.json"
 
 # One JSON of everything: the machine, each step's outcome, and the figures the steps wrote.
 printf '%s\n' "${steps[@]}" >"$out/steps.jsonl"
@@ -64,7 +68,7 @@ import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
 summary = {"nvidia_smi": (out / "nvidia-smi.csv").read_text().strip() if (out / "nvidia-smi.csv").exists() else None,
            "steps": [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines() if line]}
-for name in ("gpu-farm-batch-8", "gpu-farm-batch-16", "gpu-throughput"):
+for name in ("gpu-farm-batch-8", "gpu-farm-batch-16", "gpu-throughput", "gpu-throughput-graphs"):
     path = out / f"{name}.json"
     summary[name] = json.loads(path.read_text()) if path.exists() else None
 (out / "gpu-check.json").write_text(json.dumps(summary, indent=2))

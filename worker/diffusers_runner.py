@@ -45,6 +45,8 @@ class DiffusersRunner(PipelineRunner):
         self.configuration = "compile" if compile_unet else "eager"
         self._eager_unet = self.pipeline.unet
         self._compiled: dict[str, torch.nn.Module] = {}
+        # With fused projections: the UNet's attention processors of each kind, to switch per batch.
+        self._attention: dict[str, dict] | None = None
 
     def configure(self, name: str) -> None:
         """Run from now on in configuration `name` (one of CONFIGURATIONS), whichever one ran before.
@@ -55,6 +57,7 @@ class DiffusersRunner(PipelineRunner):
         if name not in CONFIGURATIONS:
             raise ValueError(f"unknown configuration {name!r}; expected one of {', '.join(CONFIGURATIONS)}")
         torch.compiler.set_stance("default")  # a candidate compiles at its first call (see compiled_shapes_only)
+        self._fuse_projections(name.endswith("fused_qkv"))
         memory_format = torch.channels_last if name.endswith("channels_last") else torch.contiguous_format
         self._eager_unet.to(memory_format=memory_format)
         self.pipeline.vae.to(memory_format=memory_format)
@@ -72,6 +75,34 @@ class DiffusersRunner(PipelineRunner):
         # Image-to-image and inpainting pipelines are built from the components: build them again.
         self._derived.clear()
         self.configuration = name
+
+    def _fuse_projections(self, fused: bool) -> None:
+        """Fuse each attention's query, key and value projections into one matrix product, or undo it.
+
+        The fused weights are copies of the base weights, made once; the unfused layers stay, and a
+        batch with a LoRA runs on them (use_attention_for), since a LoRA adapts those layers.
+        """
+        if fused == (self._attention is not None):
+            return
+        models = [self._eager_unet, self.pipeline.vae]
+        if fused:
+            unfused = self._eager_unet.attn_processors
+            for model in models:
+                model.fuse_qkv_projections()
+            self._attention = {"fused": self._eager_unet.attn_processors, "unfused": unfused}
+        else:
+            for model in models:
+                model.unfuse_qkv_projections()
+            self._attention = None
+
+    def _use_attention_for(self, request: RenderRequest) -> None:
+        """With fused projections, run a LoRA's batch on the unfused layers (which the LoRA adapts), the
+        others on the fused ones; the same processor objects each time, so compiled graphs stay valid."""
+        if self._attention is None:
+            return
+        wanted = self._attention["unfused" if request.loras else "fused"]
+        if self._eager_unet.attn_processors != wanted:
+            self._eager_unet.set_attn_processor(dict(wanted))
 
     def compiled_shapes_only(self) -> None:
         """From now on, a call no compiled graph covers runs eager instead of compiling one.
@@ -126,6 +157,7 @@ class DiffusersRunner(PipelineRunner):
         """Run one pipeline call for the whole batch, each image with its own seeded generator."""
         if request.loras or self._loras is not None:
             self._lora_switcher().activate(request.loras)
+        self._use_attention_for(request)
         if request.init_image is not None and request.strength == 0:
             # No denoising at all: the init image is the answer (a VAE round trip would only blur it).
             init = _fit(request.init_image, request.width, request.height)

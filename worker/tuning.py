@@ -20,10 +20,19 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# Ways to run the same weights (DiffusersRunner.configure), eager first: the fallback. "compile" is
-# Inductor without CUDA graphs; "cuda_graphs" is Inductor's reduce-overhead mode, which replays each
-# fixed (batch, size) UNet call as one CUDA graph.
-CONFIGURATIONS = ("eager", "channels_last", "compile", "compile_channels_last", "cuda_graphs")
+# Ways to run the same weights (DiffusersRunner.configure), eager first: the fallback. "fused_qkv" runs
+# each attention's query, key and value projections as one matrix product; "compile" is Inductor
+# without CUDA graphs; "cuda_graphs" is Inductor's reduce-overhead mode, which replays each fixed
+# (batch, size) UNet call as one CUDA graph.
+CONFIGURATIONS = (
+    "eager",
+    "channels_last",
+    "fused_qkv",
+    "compile",
+    "compile_channels_last",
+    "compile_fused_qkv",
+    "cuda_graphs",
+)
 
 # Timed work per candidate: two calls of a GPU batch take seconds, two of a small CPU batch under one,
 # where a neighbour's burst could decide between candidates that differ by 20%.
@@ -169,7 +178,7 @@ def time_batches(
 
 
 # Configurations whose kernels are specialised to the shape they first ran (warm-up runs that shape).
-COMPILED = ("compile", "compile_channels_last", "cuda_graphs")
+COMPILED = ("compile", "compile_channels_last", "compile_fused_qkv", "cuda_graphs")
 
 
 def warm_up_samplers(default: str) -> list[str]:

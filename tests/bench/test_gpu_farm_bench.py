@@ -55,6 +55,7 @@ def test_the_gpu_tables_are_made_from_the_check_json():
     check = {
         "gpu-farm-batch-8": {"gpu_farm": farm},
         "gpu-throughput": {"runs": [{"variant": "fused_qkv", "batch": 16, "images_per_second": 7.9}]},
+        "gpu-throughput-graphs": {"runs": [{"variant": "cuda_graphs", "batch": 1, "unet_iterations_per_second": 61.5}]},
     }
     assert "| 4.50 (4.40 to 4.60) | 0.990 (0.980 to 1.000) | 0.970 (0.960 to 0.980) | 4.500 (4.400 to 4.600) |" in (
         "\n".join(farm_table(check))
@@ -64,6 +65,7 @@ def test_the_gpu_tables_are_made_from_the_check_json():
         cold_start_table(check)
     )
     assert "| fused_qkv | 16 | 7.90 |" in "\n".join(throughput_table(check))
+    assert "| cuda_graphs | 1 | not measured | 61.5 |" in "\n".join(throughput_table(check))
     assert "| channels_last | 8 | not measured |" in "\n".join(throughput_table({}))  # before any GPU run
 
 

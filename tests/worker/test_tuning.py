@@ -186,6 +186,37 @@ def test_the_diffusers_runner_switches_memory_format_and_back(models_dir):
         runner.configure("fastest")
 
 
+def test_fused_projections_render_eager_pictures_and_a_lora_batch_uses_the_layers_it_adapts(models_dir, tmp_path):
+    from models.catalog import ModelEntry
+    from tests.features.lora_factory import make_tiny_lora
+    from worker.diffusers_runner import DiffusersRunner
+
+    make_tiny_lora(models_dir / "tiny", tmp_path / "loras" / "style.safetensors")
+    runner = DiffusersRunner(ModelEntry("tiny", models_dir / "tiny", "diffusers"), "cpu", lora_dir=tmp_path / "loras")
+    base = RenderRequest(["a cat", "a dog"], ["", ""], [1, 2], 2, 7.5, 64, 64, "euler")
+    styled = RenderRequest(["a cat", "a dog"], ["", ""], [1, 2], 2, 7.5, 64, 64, "euler", loras=[{"name": "style"}])
+
+    def pixels(request: RenderRequest) -> list[bytes]:
+        return [image.tobytes() for image in runner.generate(request, lambda _: None).images]
+
+    def furthest(first: list[bytes], second: list[bytes]) -> int:
+        return max(abs(a - b) for one, two in zip(first, second, strict=True) for a, b in zip(one, two, strict=True))
+
+    def processors() -> set[str]:
+        return {type(processor).__name__ for processor in runner._eager_unet.attn_processors.values()}
+
+    eager_base, eager_styled = pixels(base), pixels(styled)
+    assert furthest(eager_base, eager_styled) > 10  # the LoRA changes the pictures
+    runner.configure("fused_qkv")
+    assert processors() == {"FusedAttnProcessor2_0"}
+    assert furthest(pixels(base), eager_base) <= 2
+    # A LoRA adapts the separate projections, which fused ones would bypass: its batch runs unfused.
+    assert furthest(pixels(styled), eager_styled) <= 2 and "FusedAttnProcessor2_0" not in processors()
+    assert furthest(pixels(base), eager_base) <= 2 and processors() == {"FusedAttnProcessor2_0"}
+    runner.configure("eager")
+    assert "FusedAttnProcessor2_0" not in processors() and pixels(base) == eager_base
+
+
 def test_a_compiled_unet_serves_what_warm_up_compiled_and_runs_anything_else_eager(models_dir):
     """Real torch.compile on the CPU (about two minutes on two cores, seconds with a warm Inductor cache)."""
     import torch

@@ -80,16 +80,21 @@ class DiffusersRunner(PipelineRunner):
         """Fuse each attention's query, key and value projections into one matrix product, or undo it.
 
         The fused weights are copies of the base weights, made once; the unfused layers stay, and a
-        batch with a LoRA runs on them (use_attention_for), since a LoRA adapts those layers.
+        batch with a LoRA runs on them (_use_attention_for), since a LoRA adapts those layers.
         """
         if fused == (self._attention is not None):
             return
         models = [self._eager_unet, self.pipeline.vae]
         if fused:
-            unfused = self._eager_unet.attn_processors
-            for model in models:
-                model.fuse_qkv_projections()
-            self._attention = {"fused": self._eager_unet.attn_processors, "unfused": unfused}
+            originals = [model.attn_processors for model in models]
+            try:
+                for model in models:
+                    model.fuse_qkv_projections()
+            except Exception:  # an architecture diffusers cannot fuse: the candidate loses, the model stays whole
+                for model, original in zip(models, originals, strict=True):
+                    model.set_attn_processor(dict(original))
+                raise
+            self._attention = {"fused": self._eager_unet.attn_processors, "unfused": originals[0]}
         else:
             for model in models:
                 model.unfuse_qkv_projections()

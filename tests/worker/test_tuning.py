@@ -216,6 +216,14 @@ def test_fused_projections_render_eager_pictures_and_a_lora_batch_uses_the_layer
     runner.configure("eager")
     assert "FusedAttnProcessor2_0" not in processors() and pixels(base) == eager_base
 
+    def cannot_fuse():
+        raise ValueError("not supported for this VAE")
+
+    runner.pipeline.vae.fuse_qkv_projections = cannot_fuse  # a model diffusers cannot fuse: the candidate fails
+    with pytest.raises(ValueError, match="not supported"):
+        runner.configure("fused_qkv")
+    assert "FusedAttnProcessor2_0" not in processors() and pixels(base) == eager_base  # left as it was
+
 
 def test_a_compiled_unet_serves_what_warm_up_compiled_and_runs_anything_else_eager(models_dir):
     """Real torch.compile on the CPU (about two minutes on two cores, seconds with a warm Inductor cache)."""

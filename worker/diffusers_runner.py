@@ -102,7 +102,7 @@ class DiffusersRunner(PipelineRunner):
 
     def _use_attention_for(self, request: RenderRequest) -> None:
         """With fused projections, run a LoRA's batch on the unfused layers (which the LoRA adapts), the
-        others on the fused ones; the same processor objects each time, so compiled graphs stay valid."""
+        others on the fused ones: switching sets the processors kept from fusing, it does not fuse again."""
         if self._attention is None:
             return
         wanted = self._attention["unfused" if request.loras else "fused"]

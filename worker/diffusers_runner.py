@@ -45,8 +45,8 @@ class DiffusersRunner(PipelineRunner):
         self.configuration = "compile" if compile_unet else "eager"
         self._eager_unet = self.pipeline.unet
         self._compiled: dict[str, torch.nn.Module] = {}
-        # With fused projections: the UNet's attention processors of each kind, to switch per batch.
-        self._attention: dict[str, dict] | None = None
+        # With fused projections: the UNet's attention processors of each kind, and which is in use.
+        self._attention: dict | None = None
 
     def configure(self, name: str) -> None:
         """Run from now on in configuration `name` (one of CONFIGURATIONS), whichever one ran before.
@@ -94,7 +94,7 @@ class DiffusersRunner(PipelineRunner):
                 for model, original in zip(models, originals, strict=True):
                     model.set_attn_processor(dict(original))
                 raise
-            self._attention = {"fused": self._eager_unet.attn_processors, "unfused": originals[0]}
+            self._attention = {"fused": self._eager_unet.attn_processors, "unfused": originals[0], "in_use": "fused"}
         else:
             for model in models:
                 model.unfuse_qkv_projections()
@@ -105,9 +105,10 @@ class DiffusersRunner(PipelineRunner):
         others on the fused ones: switching sets the processors kept from fusing, it does not fuse again."""
         if self._attention is None:
             return
-        wanted = self._attention["unfused" if request.loras else "fused"]
-        if self._eager_unet.attn_processors != wanted:
-            self._eager_unet.set_attn_processor(dict(wanted))
+        wanted = "unfused" if request.loras else "fused"
+        if self._attention["in_use"] != wanted:  # not walked every batch: a GPU waits for this call
+            self._eager_unet.set_attn_processor(dict(self._attention[wanted]))
+            self._attention["in_use"] = wanted
 
     def compiled_shapes_only(self) -> None:
         """From now on, a call no compiled graph covers runs eager instead of compiling one.
